@@ -1,0 +1,1 @@
+"""avkd-jax: Acoustic and Visual Knowledge Distillation for audio-visual localization."""

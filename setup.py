@@ -1,0 +1,39 @@
+"""avkd-jax: Acoustic and Visual Knowledge Distillation for audio-visual localization, in JAX."""
+from setuptools import find_packages, setup
+
+setup(
+    name="avkd_jax",
+    version="0.1.0",
+    description="JAX/Flax reimplementation of AVKD (ICMI 2023): sound source localization "
+    "with contrastive learning and teacher hints.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["avkd_jax", "avkd_jax.*", "teachers", "teachers.*"]),
+    install_requires=[
+        "jax>=0.10,<0.11",
+        "flax>=0.12,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12,<0.13",
+        # The -cpu wheel is enough for tf.data; GPU users keep JAX on the GPU and TF off it.
+        "tensorflow-cpu>=2.21,<2.22",
+        "tensorflow-datasets>=4.9.10,<4.10",
+        "librosa>=0.11,<0.12",
+        "soundfile>=0.13",
+        "ml-collections>=1.1,<2",
+        "absl-py>=2.1",
+        "clu>=0.0.12",
+        "tensorboard>=2.21,<2.22",
+        "numpy>=2.0,<2.5",
+        "scipy>=1.14",
+        "pillow>=11",
+        "tqdm>=4.66",
+        # tensorflow-datasets imports it without declaring it.
+        "importlib_resources>=6",
+    ],
+    extras_require={
+        # The PyTorch side (teachers/): never imported by avkd_jax. Pin torch: an unpinned
+        # torch pulls a multi-GB CUDA build.
+        "teachers": ["torch==2.13.0", "transformers>=4.50", "panns-inference>=0.1.1"],
+        # torch is the independent reference in parity tests (CPU wheel; pinned).
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "torch==2.13.0"],
+    },
+)
