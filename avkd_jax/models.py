@@ -41,6 +41,21 @@ def l2_normalize(x, axis=-1, eps=1e-12):
   return (x / jnp.maximum(norm, eps)).astype(x.dtype)
 
 
+def spatial_max(x):
+  """Max over the spatial axes, `[B, H, W, C]` → `[B, C]`, by argmax and gather.
+
+  `jnp.max`'s gradient finds the maximum again by comparing the input with the output for
+  equality; when XLA recomputes the input in the backward pass with a different fusion,
+  the comparison can fail and the gradient goes to no position or the wrong one (we saw
+  the audio tower's gradient change by 20% between compilations). The gather sends it to
+  the position the forward pass chose, always.
+  """
+  b, h, w, c = x.shape
+  flat = x.reshape(b, h * w, c)
+  idx = jax.lax.stop_gradient(jnp.argmax(flat, axis=1))
+  return jnp.take_along_axis(flat, idx[:, None, :], axis=1)[:, 0, :]
+
+
 class BasicBlock(nn.Module):
   """torchvision's BasicBlock: two 3×3 convs with explicit (1, 1) padding."""
   features: int
@@ -112,7 +127,7 @@ class AudioStudent(nn.Module):
   @nn.compact
   def __call__(self, spec, train: bool):
     x = ResNet18Trunk(self.width, dtype=self.dtype, name="audnet")(spec, train)
-    x = jnp.max(x, axis=(1, 2))  # The paper's global max pool (not torchvision's avgpool).
+    x = spatial_max(x)  # The paper's global max pool (not torchvision's avgpool).
     x = nn.Dense(self.embed_dim, kernel_init=dense_init, dtype=self.dtype,
                  name="aud_proj")(x)
     return l2_normalize(x)
