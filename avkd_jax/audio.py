@@ -103,9 +103,7 @@ def log_spectrogram(waveform, sample_rate) -> jnp.ndarray:
     x = jnp.asarray(waveform).astype(jnp.float32)
     n = x.shape[-1]
     if num_frames(n) < 1:
-        raise ValueError(
-            f"waveform has {n} samples; at least {NPERSEG} are needed for one frame"
-        )
+        raise ValueError(f"waveform has {n} samples; at least {NPERSEG} are needed for one frame")
     window = tukey_periodic(NPERSEG)
     frames = _frames(x, NPERSEG, HOP)  # [..., T, 512]
     frames = frames - jnp.mean(frames, axis=-1, keepdims=True)

@@ -25,9 +25,7 @@ def similarity_maps(audio_emb, visual_maps, tau: float) -> jnp.ndarray:
     """
     # Accumulate in float32 even for bfloat16 activations: with tau = 0.03 the logits
     # reach ~33 and bfloat16's 8-bit mantissa would blur neighbouring negatives.
-    s = jnp.einsum(
-        "ic,jhwc->ijhw", audio_emb, visual_maps, preferred_element_type=jnp.float32
-    )
+    s = jnp.einsum("ic,jhwc->ijhw", audio_emb, visual_maps, preferred_element_type=jnp.float32)
     return s.astype(jnp.float32) / tau
 
 

@@ -3,12 +3,13 @@
     python -m avkd_jax.main --config=configs/flickr10k.py --workdir=runs/flickr10k \
         --config.data_dir=/path/to/tfds --config.manual_dir=/path/to/raw/flickr_soundnet
 """
+
 from avkd_jax import default_config
 
 
 def get_config():
-  c = default_config.base_config()
-  c.dataset = "flickr_soundnet"
-  c.dataset_kwargs.train_subset = "10k"
-  c.eval_format = "flickr"
-  return c
+    c = default_config.base_config()
+    c.dataset = "flickr_soundnet"
+    c.dataset_kwargs.train_subset = "10k"
+    c.eval_format = "flickr"
+    return c

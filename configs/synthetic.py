@@ -6,37 +6,38 @@ use under `data_dir` (default ./data) and reused afterwards.
 
     python -m avkd_jax.main --config=configs/synthetic.py --workdir=runs/synthetic
 """
+
 from avkd_jax import default_config
 
 
 def get_config():
-  c = default_config.base_config()
-  c.dataset = "synthetic_av"
-  c.dataset_kwargs.num_train = 3000
-  c.dataset_kwargs.num_test = 500
-  c.dataset_kwargs.world_seed = 0
-  c.data_dir = "data"
-  c.eval_format = "flickr"
+    c = default_config.base_config()
+    c.dataset = "synthetic_av"
+    c.dataset_kwargs.num_train = 3000
+    c.dataset_kwargs.num_test = 500
+    c.dataset_kwargs.world_seed = 0
+    c.data_dir = "data"
+    c.eval_format = "flickr"
 
-  # 2-core budget: quarter-width ResNet18s on 112² images and 1.5 s of audio
-  # (257×119 spectrogram), a 128-d embedding.
-  c.image_size = 112
-  c.resize_size = 123  # 246/224 of the image size, as the paper's 246 → 224 crop.
-  c.audio_seconds = 1.5
-  c.model.width = 0.25
-  c.model.embed_dim = 128
+    # 2-core budget: quarter-width ResNet18s on 112² images and 1.5 s of audio
+    # (257×119 spectrogram), a 128-d embedding.
+    c.image_size = 112
+    c.resize_size = 123  # 246/224 of the image size, as the paper's 246 → 224 crop.
+    c.audio_seconds = 1.5
+    c.model.width = 0.25
+    c.model.embed_dim = 128
 
-  # No teachers yet (issue #4): the contrastive loss alone.
-  c.teachers = ()
-  c.alpha_audio = 0.0
-  c.alpha_visual = 0.0
+    # No teachers yet (issue #4): the contrastive loss alone.
+    c.teachers = ()
+    c.alpha_audio = 0.0
+    c.alpha_visual = 0.0
 
-  c.batch_size = 32
-  c.num_epochs = 6
-  c.learning_rate = 1e-4
-  c.shuffle_buffer = 3000
-  c.log_every_steps = 20
-  c.checkpoint_every_steps = 200
-  c.eval_every_epochs = 100  # Only at the end: evaluation costs training time here.
-  c.eval_batch_size = 50
-  return c
+    c.batch_size = 32
+    c.num_epochs = 10
+    c.learning_rate = 1e-4
+    c.shuffle_buffer = 3000
+    c.log_every_steps = 20
+    c.checkpoint_every_steps = 200
+    c.eval_every_epochs = 100  # Only at the end: evaluation costs training time here.
+    c.eval_batch_size = 50
+    return c

@@ -3,6 +3,7 @@
 Run in a fresh process (the device count is fixed when JAX starts):
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_probe.py
 """
+
 import json
 import sys
 
@@ -15,31 +16,41 @@ from avkd_jax import input_pipeline, models, train  # pylint: disable=g-import-n
 
 
 def main():
-  config = tiny_config("/nonexistent")
-  model = models.create_model(config)
-  mesh = train.create_mesh()
-  state = train.restore_or_init(model, config, mesh, _NoCheckpoints(), jax.random.key(0))
-  step = train.compile_train_step(model, config, mesh)
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-  rng = np.random.default_rng(0)
-  losses, grad_norms = [], []
-  for _ in range(2):
-    batch = {"image": rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8),
-             "audio": rng.integers(-8000, 8000, (8, 11025), dtype=np.int16)}
-    state, metrics = step(state, input_pipeline.make_global(batch, sharding))
-    losses.append(float(metrics["loss"]))
-    grad_norms.append(float(metrics["grad_norm"]))
-  flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state["params"])])
-  print(json.dumps({"devices": jax.device_count(), "losses": losses,
-                    "grad_norms": grad_norms, "params": flat[::97].tolist()}))
+    config = tiny_config("/nonexistent")
+    model = models.create_model(config)
+    mesh = train.create_mesh()
+    state = train.restore_or_init(model, config, mesh, _NoCheckpoints(), jax.random.key(0))
+    step = train.compile_train_step(model, config, mesh)
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    rng = np.random.default_rng(0)
+    losses, grad_norms = [], []
+    for _ in range(2):
+        batch = {
+            "image": rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8),
+            "audio": rng.integers(-8000, 8000, (8, 11025), dtype=np.int16),
+        }
+        state, metrics = step(state, input_pipeline.make_global(batch, sharding))
+        losses.append(float(metrics["loss"]))
+        grad_norms.append(float(metrics["grad_norm"]))
+    flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state["params"])])
+    print(
+        json.dumps(
+            {
+                "devices": jax.device_count(),
+                "losses": losses,
+                "grad_norms": grad_norms,
+                "params": flat[::97].tolist(),
+            }
+        )
+    )
 
 
 class _NoCheckpoints:
-  directory = None
+    directory = None
 
-  def latest_step(self):
-    return None
+    def latest_step(self):
+        return None
 
 
 if __name__ == "__main__":
-  main()
+    main()

@@ -100,11 +100,13 @@ def test_spectrogram_input_from_int16_pcm():
     rng = np.random.default_rng(7)
     t = np.arange(3 * fs) / fs
     clean = 9000 * np.sin(2 * np.pi * 220 * t) + 1500 * rng.standard_normal(t.size)
-    pcm = np.stack([
-        np.clip(np.round(clean), -32768, 32767).astype(np.int16),
-        rng.integers(-32768, 32768, t.size).astype(np.int16),
-        np.zeros(t.size, np.int16),
-    ])
+    pcm = np.stack(
+        [
+            np.clip(np.round(clean), -32768, 32767).astype(np.int16),
+            rng.integers(-32768, 32768, t.size).astype(np.int16),
+            np.zeros(t.size, np.int16),
+        ]
+    )
     out = np.asarray(jax.jit(audio.spectrogram_input, static_argnums=1)(pcm, fs))
     assert out.shape == (3, 257, 276, 1) and out.dtype == np.float32
     for k in range(3):

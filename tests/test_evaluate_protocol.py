@@ -150,7 +150,9 @@ def test_upsample_and_normalize_vs_torch():
     )[:, 0].numpy()
     np.testing.assert_allclose(up, ref, rtol=0, atol=1e-5)
     # Corners are the input corners exactly with align_corners=True.
-    np.testing.assert_allclose(up[:, [0, -1]][:, :, [0, -1]], maps[:, [0, -1]][:, :, [0, -1]], atol=1e-6)
+    np.testing.assert_allclose(
+        up[:, [0, -1]][:, :, [0, -1]], maps[:, [0, -1]][:, :, [0, -1]], atol=1e-6
+    )
 
     norm = evaluate.normalize_map(up)
     ref64 = ref.astype(np.float64)

@@ -26,25 +26,26 @@ def _write(path, data: bytes):
 
 
 def test_read_id_list_txt_strips_extensions_keeps_order_and_dedupes(tmp_path, caplog):
-    p = _write(tmp_path / "list.txt",
-               b"2432219254.png\n2542659118.png\n\n  2766580444.PNG \r\n"
-               b"2542659118.png\nclip.v2\nabc.wav\n")
+    p = _write(
+        tmp_path / "list.txt",
+        b"2432219254.png\n2542659118.png\n\n  2766580444.PNG \r\n"
+        b"2542659118.png\nclip.v2\nabc.wav\n",
+    )
     with caplog.at_level(logging.WARNING):
         ids = fl.read_id_list(p)
     # ".v2" is not a media suffix: ids with dots survive.
     assert ids == ["2432219254", "2542659118", "2766580444", "clip.v2", "abc"]
-    assert any("1 duplicate" in r.getMessage() and str(p) in r.getMessage()
-               for r in caplog.records)
+    assert any("1 duplicate" in r.getMessage() and str(p) in r.getMessage() for r in caplog.records)
 
 
 def test_read_id_list_csv_crlf_and_keyframes(tmp_path):
-    p = _write(tmp_path / "test.csv",
-               b"10000130166,202\r\n10000793634,0\r\n\r\n10000855326,309\r\n"
-               b"10000130166,5\r\n10001,\r\n")
+    p = _write(
+        tmp_path / "test.csv",
+        b"10000130166,202\r\n10000793634,0\r\n\r\n10000855326,309\r\n10000130166,5\r\n10001,\r\n",
+    )
     assert fl.read_id_list(p) == ["10000130166", "10000793634", "10000855326", "10001"]
     # First occurrence wins; an empty second column means "no keyframe".
-    assert fl.read_keyframes(p) == {"10000130166": 202, "10000793634": 0,
-                                    "10000855326": 309}
+    assert fl.read_keyframes(p) == {"10000130166": 202, "10000793634": 0, "10000855326": 309}
 
 
 def test_read_id_list_and_keyframe_errors(tmp_path):
@@ -73,22 +74,28 @@ def test_media_error_carries_path_and_reason_and_pickles(tmp_path):
 
 def test_parse_annotation_by_tag_name(tmp_path):
     # Tags out of order and an extra child: only reading by name gets this right.
-    p = _write(tmp_path / "a.xml", b"""<?xml version="1.0"?>
+    p = _write(
+        tmp_path / "a.xml",
+        b"""<?xml version="1.0"?>
 <annotation><filename>x.jpg</filename>
   <object><bbox><type>a</type><ymin>20</ymin><xmin>10</xmin><ymax>40</ymax>
     <xmax>30</xmax><note>n</note></bbox></object>
   <object><name>dog</name><bbox><type>b</type><xmin> 1 </xmin><ymin>2</ymin>
     <xmax>255</xmax><ymax>256</ymax></bbox></object>
-</annotation>""")
+</annotation>""",
+    )
     assert fl.parse_flickr_annotation(p) == [[10, 20, 30, 40], [1, 2, 255, 256]]
 
 
 def test_parse_annotation_by_position(tmp_path):
     # Unnamed coordinates: skip the first child, take the next four (reference reader).
-    p = _write(tmp_path / "b.xml", b"""<annotation>
+    p = _write(
+        tmp_path / "b.xml",
+        b"""<annotation>
   <object><bbox><kind>x</kind><c>5</c><c>6</c><c>70</c><c>80</c></bbox></object>
   <object><bbox><kind>y</kind><c>0</c><c>1</c><c>2</c><c>3</c><c>99</c></bbox></object>
-</annotation>""")
+</annotation>""",
+    )
     assert fl.parse_flickr_annotation(p) == [[5, 6, 70, 80], [0, 1, 2, 3]]
 
 
@@ -110,17 +117,28 @@ def test_annotation_round_trip_and_format(tmp_path):
         assert [int(c.text) for c in list(bbox)[1:]] == box
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"<annotation><object><bbox><type>a</type><xmin>1</xmin>", "malformed XML"),
-    (b"<annotation><object><name>a</name></object></annotation>", "no <bbox>"),
-    (b"<annotation><object><bbox><t/><xmin>1.5</xmin><ymin>2</ymin><xmax>3</xmax>"
-     b"<ymax>4</ymax></bbox></object></annotation>", r"<xmin>: '1\.5' is not an integer"),
-    (b"<annotation><object><bbox><t/><a>1</a><b>2</b><c>3</c></bbox></object>"
-     b"</annotation>", "has 3 coordinate"),
-    (b"<annotation><object><bbox><t/><a>1</a><b>2</b><c></c><d>4</d></bbox></object>"
-     b"</annotation>", "'' is not an integer"),
-    (b"", "empty"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"<annotation><object><bbox><type>a</type><xmin>1</xmin>", "malformed XML"),
+        (b"<annotation><object><name>a</name></object></annotation>", "no <bbox>"),
+        (
+            b"<annotation><object><bbox><t/><xmin>1.5</xmin><ymin>2</ymin><xmax>3</xmax>"
+            b"<ymax>4</ymax></bbox></object></annotation>",
+            r"<xmin>: '1\.5' is not an integer",
+        ),
+        (
+            b"<annotation><object><bbox><t/><a>1</a><b>2</b><c>3</c></bbox></object></annotation>",
+            "has 3 coordinate",
+        ),
+        (
+            b"<annotation><object><bbox><t/><a>1</a><b>2</b><c></c><d>4</d></bbox></object>"
+            b"</annotation>",
+            "'' is not an integer",
+        ),
+        (b"", "empty"),
+    ],
+)
 def test_parse_annotation_errors(tmp_path, content, match):
     p = _write(tmp_path / "bad.xml", content)
     with pytest.raises(MediaError, match=match) as info:
@@ -149,7 +167,7 @@ def test_load_audio_long_mono_int16_is_bit_exact_centre(tmp_path, fmt):
     y = fl.load_audio(p)
     start = len(x) // 2 - N3 // 2
     assert y.dtype == np.int16 and y.shape == (N3,)
-    np.testing.assert_array_equal(y, x[start:start + N3])
+    np.testing.assert_array_equal(y, x[start : start + N3])
 
 
 @pytest.mark.parametrize("seconds_in", [1.0, 0.7])
@@ -170,8 +188,9 @@ def test_load_audio_exact_length_is_identity(tmp_path):
     np.testing.assert_array_equal(fl.load_audio(p), x)
 
 
-@pytest.mark.parametrize("rate,fmt,channels", [(44100, "WAV", 2), (16000, "FLAC", 1),
-                                               (48000, "FLAC", 2)])
+@pytest.mark.parametrize(
+    "rate,fmt,channels", [(44100, "WAV", 2), (16000, "FLAC", 1), (48000, "FLAC", 2)]
+)
 def test_load_audio_resamples_and_mixes(tmp_path, rate, fmt, channels):
     n_in = int(7.3 * rate)
     t = np.arange(n_in) / rate
@@ -264,8 +283,9 @@ def test_load_image_no_resize_when_already_256(tmp_path):
     np.testing.assert_array_equal(fl.load_image(p), src)
 
 
-@pytest.mark.parametrize("mode,ext", [("L", "png"), ("RGBA", "png"), ("P", "png"),
-                                      ("CMYK", "tiff"), ("LA", "png")])
+@pytest.mark.parametrize(
+    "mode,ext", [("L", "png"), ("RGBA", "png"), ("P", "png"), ("CMYK", "tiff"), ("LA", "png")]
+)
 def test_load_image_converts_modes_to_rgb(tmp_path, mode, ext):
     rgb = Image.fromarray(_smooth_image(256, 256))
     img = rgb.convert(mode)
@@ -293,8 +313,7 @@ def test_load_image_errors(tmp_path):
         fl.load_image(_write(tmp_path / "empty.jpg", b""))
     with pytest.raises(MediaError, match="not a recognised image"):
         fl.load_image(_write(tmp_path / "garbage.jpg", b"\x00\x01garbage" * 100))
-    data = fl.encode_jpeg(np.random.default_rng(6).integers(0, 256, (256, 256, 3),
-                                                            dtype=np.uint8))
+    data = fl.encode_jpeg(np.random.default_rng(6).integers(0, 256, (256, 256, 3), dtype=np.uint8))
     cut = _write(tmp_path / "cut.jpg", data[: len(data) // 2])
     with pytest.raises(MediaError, match="truncated") as info:
         fl.load_image(cut)

@@ -1,8 +1,8 @@
 """The builder writes and the pipeline reads a tiny synthetic world; evaluation reads it."""
+
 import os
 import xml.etree.ElementTree as ET
 
-import jax
 import numpy as np
 import pytest
 import soundfile as sf
@@ -14,64 +14,70 @@ from avkd_jax import train
 
 
 def raw_root(config):
-  builder = datasets.get_builder(config)
-  return builder, builder.raw_dir()
+    builder = datasets.get_builder(config)
+    return builder, builder.raw_dir()
 
 
 def xml_boxes(path):
-  """Annotator boxes read straight from the XML, independently of flickr_layout."""
-  boxes = []
-  for bbox in ET.parse(path).getroot().iter("bbox"):
-    boxes.append([int(bbox.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax")])
-  return boxes
+    """Annotator boxes read straight from the XML, independently of flickr_layout."""
+    boxes = []
+    for bbox in ET.parse(path).getroot().iter("bbox"):
+        boxes.append([int(bbox.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax")])
+    return boxes
 
 
 def test_splits_and_train_batches(tiny):
-  builder, _ = raw_root(tiny)
-  assert builder.info.splits["train"].num_examples == 48
-  assert builder.info.splits["test"].num_examples == 12
-  batches = list(input_pipeline.train_dataset(builder, tiny, 0, 8).as_numpy_iterator())
-  assert len(batches) == 6
-  b = batches[0]
-  assert b["image"].shape == (8, 64, 64, 3) and b["image"].dtype == np.uint8
-  assert b["audio"].shape == (8, 11025) and b["audio"].dtype == np.int16
-  again = list(input_pipeline.train_dataset(builder, tiny, 0, 8).as_numpy_iterator())
-  other = list(input_pipeline.train_dataset(builder, tiny, 1, 8).as_numpy_iterator())
-  for x, y in zip(batches, again):  # Same (seed, epoch): the same batches, bit for bit.
-    np.testing.assert_array_equal(x["image"], y["image"])
-    np.testing.assert_array_equal(x["audio"], y["audio"])
-  assert not np.array_equal(batches[0]["audio"], other[0]["audio"])
+    builder, _ = raw_root(tiny)
+    assert builder.info.splits["train"].num_examples == 48
+    assert builder.info.splits["test"].num_examples == 12
+    batches = list(input_pipeline.train_dataset(builder, tiny, 0, 8).as_numpy_iterator())
+    assert len(batches) == 6
+    b = batches[0]
+    assert b["image"].shape == (8, 64, 64, 3) and b["image"].dtype == np.uint8
+    assert b["audio"].shape == (8, 11025) and b["audio"].dtype == np.int16
+    again = list(input_pipeline.train_dataset(builder, tiny, 0, 8).as_numpy_iterator())
+    other = list(input_pipeline.train_dataset(builder, tiny, 1, 8).as_numpy_iterator())
+    for x, y in zip(batches, again):  # Same (seed, epoch): the same batches, bit for bit.
+        np.testing.assert_array_equal(x["image"], y["image"])
+        np.testing.assert_array_equal(x["audio"], y["audio"])
+    assert not np.array_equal(batches[0]["audio"], other[0]["audio"])
 
 
 def test_eval_batches_match_raw_files(tiny):
-  builder, root = raw_root(tiny)
-  rows = []
-  for batch in input_pipeline.eval_batches(builder, tiny, "test", 5):
-    for r in np.flatnonzero(batch["mask"]):
-      rows.append({k: batch[k][r] for k in ("id", "audio", "boxes", "num_boxes", "image")})
-  assert len(rows) == 12
-  n = int(round(tiny.sample_rate * tiny.audio_seconds))
-  for row in rows:
-    example_id = row["id"].decode()
-    wav, sr = sf.read(os.path.join(root, "audio", f"{example_id}.wav"), dtype="int16")
-    start = len(wav) // 2 - n // 2
-    np.testing.assert_array_equal(row["audio"], wav[start:start + n])
-    assert sr == tiny.sample_rate
-    assert row["image"].shape == (64, 64, 3)
-    expected = evaluate.gt_map(xml_boxes(os.path.join(root, "Annotations",
-                                                      f"{example_id}.xml")), "flickr")
-    stored = {"boxes": row["boxes"][None], "num_boxes": row["num_boxes"][None]}
-    np.testing.assert_array_equal(evaluate.gt_map_of(stored, 0, "flickr"), expected)
+    builder, root = raw_root(tiny)
+    rows = []
+    for batch in input_pipeline.eval_batches(builder, tiny, "test", 5):
+        for r in np.flatnonzero(batch["mask"]):
+            rows.append({k: batch[k][r] for k in ("id", "audio", "boxes", "num_boxes", "image")})
+    assert len(rows) == 12
+    n = int(round(tiny.sample_rate * tiny.audio_seconds))
+    for row in rows:
+        example_id = row["id"].decode()
+        wav, sr = sf.read(os.path.join(root, "audio", f"{example_id}.wav"), dtype="int16")
+        start = len(wav) // 2 - n // 2
+        np.testing.assert_array_equal(row["audio"], wav[start : start + n])
+        assert sr == tiny.sample_rate
+        assert row["image"].shape == (64, 64, 3)
+        expected = evaluate.gt_map(
+            xml_boxes(os.path.join(root, "Annotations", f"{example_id}.xml")), "flickr"
+        )
+        stored = {"boxes": row["boxes"][None], "num_boxes": row["num_boxes"][None]}
+        np.testing.assert_array_equal(evaluate.gt_map_of(stored, 0, "flickr"), expected)
 
 
 def test_evaluate_split_baselines_match_direct_computation(tiny):
-  builder, root = raw_root(tiny)
-  mesh = train.create_mesh()
-  results = evaluate.evaluate_split(None, {}, builder, tiny, mesh, baselines=True)
-  centre = evaluate.normalize_map(evaluate.centre_prior_map())
-  ids = [l.split(",")[0] for l in open(os.path.join(root, "test.csv")).read().split()]
-  cious = [evaluate.sample_ciou(centre, evaluate.gt_map(
-      xml_boxes(os.path.join(root, "Annotations", f"{i}.xml")), "flickr")) for i in ids]
-  expected = evaluate.summarize(cious)
-  assert results["centre_prior"] == pytest.approx(expected, rel=1e-12)
-  assert results["every_object"]["n"] == 12
+    builder, root = raw_root(tiny)
+    mesh = train.create_mesh()
+    results = evaluate.evaluate_split(None, {}, builder, tiny, mesh, baselines=True)
+    centre = evaluate.normalize_map(evaluate.centre_prior_map())
+    ids = [l.split(",")[0] for l in open(os.path.join(root, "test.csv")).read().split()]
+    cious = [
+        evaluate.sample_ciou(
+            centre,
+            evaluate.gt_map(xml_boxes(os.path.join(root, "Annotations", f"{i}.xml")), "flickr"),
+        )
+        for i in ids
+    ]
+    expected = evaluate.summarize(cious)
+    assert results["centre_prior"] == pytest.approx(expected, rel=1e-12)
+    assert results["every_object"]["n"] == 12

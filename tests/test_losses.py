@@ -93,8 +93,15 @@ def torch_resize(maps, out_hw, align_corners):
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize(
     "in_hw,out_hw",
-    [((7, 7), (25, 25)), ((7, 7), (224, 224)), ((14, 14), (7, 7)), ((9, 6), (4, 11)),
-     ((5, 5), (5, 5)), ((3, 8), (1, 1)), ((1, 4), (6, 3))],
+    [
+        ((7, 7), (25, 25)),
+        ((7, 7), (224, 224)),
+        ((14, 14), (7, 7)),
+        ((9, 6), (4, 11)),
+        ((5, 5), (5, 5)),
+        ((3, 8), (1, 1)),
+        ((1, 4), (6, 3)),
+    ],
 )
 def test_resize_bilinear_vs_torch(in_hw, out_hw, align_corners):
     rng = np.random.default_rng(sum(in_hw) + sum(out_hw))

@@ -1,4 +1,5 @@
 """Model structure: parameter counts against torchvision's ResNet18, output shapes."""
+
 import jax
 import numpy as np
 import pytest
@@ -13,59 +14,62 @@ PROJ = 512 * 2048 + 2048  # Conv2d(512, 2048, 1) and Linear(512, 2048), with bia
 
 
 def paper_variables():
-  config = default_config.base_config()
-  model = models.create_model(config)
-  return config, model, jax.eval_shape(
-      lambda rng: models.init_variables(model, config, rng), jax.random.key(0))
+    config = default_config.base_config()
+    model = models.create_model(config)
+    return (
+        config,
+        model,
+        jax.eval_shape(lambda rng: models.init_variables(model, config, rng), jax.random.key(0)),
+    )
 
 
 def test_paper_parameter_count_matches_torchvision_layout():
-  _, _, variables = paper_variables()
-  params = variables["params"]
-  assert models.count_params(params["visual"]) == TORCHVISION_RESNET18_TRUNK + PROJ
-  assert models.count_params(params["audio"]) == (
-      TORCHVISION_RESNET18_TRUNK - CONV1_RGB_MINUS_MONO + PROJ)
-  total = models.count_params(params)
-  assert total == pytest.approx(24.5e6, abs=0.1e6)  # The paper's 24.5 M.
-  # BatchNorm running statistics: mean and var per channel of 20 BN layers per trunk.
-  bn_channels = 64 + 4 * 64 + 5 * 128 + 5 * 256 + 5 * 512
-  assert models.count_params(variables["batch_stats"]) == 2 * 2 * bn_channels
+    _, _, variables = paper_variables()
+    params = variables["params"]
+    assert models.count_params(params["visual"]) == TORCHVISION_RESNET18_TRUNK + PROJ
+    assert models.count_params(params["audio"]) == (
+        TORCHVISION_RESNET18_TRUNK - CONV1_RGB_MINUS_MONO + PROJ
+    )
+    total = models.count_params(params)
+    assert total == pytest.approx(24.5e6, abs=0.1e6)  # The paper's 24.5 M.
+    # BatchNorm running statistics: mean and var per channel of 20 BN layers per trunk.
+    bn_channels = 64 + 4 * 64 + 5 * 128 + 5 * 256 + 5 * 512
+    assert models.count_params(variables["batch_stats"]) == 2 * 2 * bn_channels
 
 
 def test_torchvision_names_and_shapes():
-  _, _, variables = paper_variables()
-  v = variables["params"]["visual"]["imgnet"]
-  assert v["conv1"]["kernel"].shape == (7, 7, 3, 64)
-  assert v["layer2_0"]["downsample_conv"]["kernel"].shape == (1, 1, 64, 128)
-  assert "downsample_conv" not in v["layer2_1"]
-  assert variables["params"]["audio"]["audnet"]["conv1"]["kernel"].shape == (7, 7, 1, 64)
+    _, _, variables = paper_variables()
+    v = variables["params"]["visual"]["imgnet"]
+    assert v["conv1"]["kernel"].shape == (7, 7, 3, 64)
+    assert v["layer2_0"]["downsample_conv"]["kernel"].shape == (1, 1, 64, 128)
+    assert "downsample_conv" not in v["layer2_1"]
+    assert variables["params"]["audio"]["audnet"]["conv1"]["kernel"].shape == (7, 7, 1, 64)
 
 
 def test_output_shapes_and_normalisation():
-  config = default_config.base_config()
-  config.model.width = 0.125
-  config.model.embed_dim = 32
-  model = models.create_model(config)
-  variables = models.init_variables(model, config, jax.random.key(0))
-  rng = np.random.default_rng(0)
-  image = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-  pcm = rng.integers(-5000, 5000, (2, 66150), dtype=np.int16)
-  a, v = model.apply(variables, image, pcm, train=False)
-  assert a.shape == (2, 32) and v.shape == (2, 7, 7, 32)
-  np.testing.assert_allclose(np.linalg.norm(np.asarray(a), axis=-1), 1.0, rtol=1e-5)
-  np.testing.assert_allclose(np.linalg.norm(np.asarray(v), axis=-1), 1.0, rtol=1e-5)
+    config = default_config.base_config()
+    config.model.width = 0.125
+    config.model.embed_dim = 32
+    model = models.create_model(config)
+    variables = models.init_variables(model, config, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    pcm = rng.integers(-5000, 5000, (2, 66150), dtype=np.int16)
+    a, v = model.apply(variables, image, pcm, train=False)
+    assert a.shape == (2, 32) and v.shape == (2, 7, 7, 32)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(a), axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(v), axis=-1), 1.0, rtol=1e-5)
 
 
 def test_image_input_is_torchvision_normalize():
-  image = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3) * 3
-  expected = (image / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array(
-      [0.229, 0.224, 0.225])
-  np.testing.assert_allclose(models.image_input(image), expected, atol=1e-6)
+    image = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3) * 3
+    expected = (image / 255.0 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(models.image_input(image), expected, atol=1e-6)
 
 
 def test_summary_reports_counts_and_flops():
-  text = models.summary(default_config.base_config())
-  assert "24.448 M parameters" in text
-  flops = float(text.split("cost analysis): ")[1].split(" G")[0])
-  # Two ResNet18s: ~1.8 GMAC at 224² plus ~2.6 GMAC on 257×276: 8–9 GFLOP (MAC = 2 FLOP).
-  assert 7.5 < flops < 9.5
+    text = models.summary(default_config.base_config())
+    assert "24.448 M parameters" in text
+    flops = float(text.split("cost analysis): ")[1].split(" G")[0])
+    # Two ResNet18s: ~1.8 GMAC at 224² plus ~2.6 GMAC on 257×276: 8–9 GFLOP (MAC = 2 FLOP).
+    assert 7.5 < flops < 9.5

@@ -22,8 +22,8 @@ def _iou(a, b):
     """Independent box IoU (exclusive max, pixel areas) via explicit masks."""
     ma = np.zeros((S, S), bool)
     mb = np.zeros((S, S), bool)
-    ma[a[1]:a[3], a[0]:a[2]] = True
-    mb[b[1]:b[3], b[0]:b[2]] = True
+    ma[a[1] : a[3], a[0] : a[2]] = True
+    mb[b[1] : b[3], b[0] : b[2]] = True
     return (ma & mb).sum() / (ma | mb).sum()
 
 
@@ -40,11 +40,15 @@ def test_make_scene_is_deterministic_and_index_dependent():
     assert a["swap_index"] == b["swap_index"]
     if a["swap_audio"] is not None:
         np.testing.assert_array_equal(a["swap_audio"], b["swap_audio"])
-    for other in (sw.make_scene(7, "test", 4), sw.make_scene(8, "test", 3),
-                  sw.make_scene(7, "train", 3)):
+    for other in (
+        sw.make_scene(7, "test", 4),
+        sw.make_scene(8, "test", 3),
+        sw.make_scene(7, "train", 3),
+    ):
         assert not np.array_equal(other["image"], a["image"])
         assert other["audio"].shape != a["audio"].shape or not np.array_equal(
-            other["audio"], a["audio"])
+            other["audio"], a["audio"]
+        )
 
     assert a["image"].dtype == np.uint8 and a["image"].shape == (S, S, 3)
     assert a["audio"].dtype == np.int16
@@ -126,8 +130,8 @@ _EXPECTED_FILL = {
     "disc": np.pi / 4,
     "square": 1.0,
     "triangle": 0.5,
-    "cross": 1 - 4 * 0.35 ** 2,
-    "ring": np.pi / 4 * (1 - sw.RING_INNER ** 2),
+    "cross": 1 - 4 * 0.35**2,
+    "ring": np.pi / 4 * (1 - sw.RING_INNER**2),
     "diamond": 0.5,
     "hexagon": 0.75,
 }
@@ -152,7 +156,7 @@ def test_render_object_is_tight_and_has_the_class_shape(cls):
     changed = np.any(canvas != before, axis=-1)
     ys, xs = np.nonzero(changed)
     assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == box  # tight box
-    np.testing.assert_array_equal(changed[box[1]:box[3], box[0]:box[2]], mask)
+    np.testing.assert_array_equal(changed[box[1] : box[3], box[0] : box[2]], mask)
     expected = _star_fill() if shape == "star" else _EXPECTED_FILL[shape]
     assert abs(mask.mean() - expected) < 0.03, (shape, mask.mean(), expected)
     # Colour is random per instance, not per class.
@@ -160,7 +164,7 @@ def test_render_object_is_tight_and_has_the_class_shape(cls):
     for seed in range(6):
         c = before.copy()
         m = sw.render_object(np.random.default_rng(100 + seed), cls, c, box)
-        means.append(c[box[1]:box[3], box[0]:box[2]][m].mean(axis=0))
+        means.append(c[box[1] : box[3], box[0] : box[2]][m].mean(axis=0))
     assert np.std(means, axis=0).max() > 30
 
 
@@ -176,8 +180,9 @@ def test_render_object_rejects_bad_boxes():
 
 
 def _features(x):
-    _, _, spec = scipy.signal.spectrogram(np.asarray(x, np.float64), fs=SR, nperseg=512,
-                                          noverlap=256)
+    _, _, spec = scipy.signal.spectrogram(
+        np.asarray(x, np.float64), fs=SR, nperseg=512, noverlap=256
+    )
     v = np.log(spec.mean(axis=1) + 1e-10)
     return v - v.mean()  # loudness-invariant
 
@@ -197,8 +202,7 @@ def sound_bank():
     labels = np.array(labels)
     out = {}
     for name, feats in (("clean", np.array(clean)), ("noisy", np.array(noisy))):
-        centroids = np.stack([feats[train & (labels == c)].mean(0)
-                              for c in range(sw.NUM_CLASSES)])
+        centroids = np.stack([feats[train & (labels == c)].mean(0) for c in range(sw.NUM_CLASSES)])
         out[name] = (feats[~train], labels[~train], centroids)
     return out
 
@@ -221,15 +225,16 @@ def test_scene_audio_is_the_sounding_and_swap_class(sound_bank):
     for i in range(24):
         scene = sw.make_scene(11, "test", i)
         a = scene["audio"]
-        centre = a[a.size // 2 - 3 * SR // 2:][:3 * SR]
+        centre = a[a.size // 2 - 3 * SR // 2 :][: 3 * SR]
         pred = _classify(_features(centre)[None], centroids)[0]
         hits += pred == next(o["cls"] for o in scene["objects"] if o["sounding"])
         if scene["swap_index"] is not None:
             swaps += 1
             assert scene["swap_audio"].shape == a.shape and scene["swap_audio"].dtype == np.int16
             s = scene["swap_audio"]
-            pred = _classify(_features(s[s.size // 2 - 3 * SR // 2:][:3 * SR])[None],
-                             centroids)[0]
+            pred = _classify(_features(s[s.size // 2 - 3 * SR // 2 :][: 3 * SR])[None], centroids)[
+                0
+            ]
             swap_hits += pred == scene["objects"][scene["swap_index"]]["cls"]
         else:
             assert scene["swap_audio"] is None
@@ -243,7 +248,8 @@ def test_synthesize_sound_range_jitter_and_determinism():
         assert x.dtype == np.float32 and x.shape == (12345,)
         assert np.abs(x).max() <= 1.0 and np.abs(x).max() > 0.5
         np.testing.assert_array_equal(
-            x, sw.synthesize_sound(np.random.default_rng(5), cls, 12345, SR))
+            x, sw.synthesize_sound(np.random.default_rng(5), cls, 12345, SR)
+        )
         assert not np.allclose(x, sw.synthesize_sound(np.random.default_rng(6), cls, 12345, SR))
     # Pitch jitter: the whistle's dominant frequency moves within +-6 % (+ one bin).
     peaks = []
@@ -285,8 +291,13 @@ def test_write_world_layout_restart_and_guards(tmp_path):
     assert sorted(os.listdir(root / "audio")) == sorted(f"{i}.wav" for i in train_ids + test_ids)
     assert sorted(os.listdir(root / "Annotations")) == sorted(f"{i}.xml" for i in test_ids)
     world = json.loads((root / "WORLD.json").read_text())
-    assert (world["seed"], world["num_train"], world["num_test"], world["num_classes"],
-            world["sample_rate"]) == (5, 6, 4, sw.NUM_CLASSES, SR)
+    assert (
+        world["seed"],
+        world["num_train"],
+        world["num_test"],
+        world["num_classes"],
+        world["sample_rate"],
+    ) == (5, 6, 4, sw.NUM_CLASSES, SR)
     assert not (root / ".WORLD.pending.json").exists()
     scenes_json = json.loads((root / "scenes.json").read_text())
     assert sorted(scenes_json) == test_ids
@@ -299,8 +310,9 @@ def test_write_world_layout_restart_and_guards(tmp_path):
             assert rate == SR
             np.testing.assert_array_equal(wav, a)
             start = a.size // 2 - 3 * SR // 2
-            np.testing.assert_array_equal(fl.load_audio(root / "audio" / f"{id_}.wav"),
-                                          a[start:start + 3 * SR])
+            np.testing.assert_array_equal(
+                fl.load_audio(root / "audio" / f"{id_}.wav"), a[start : start + 3 * SR]
+            )
             jpg = (root / "frames" / f"{id_}.jpg").read_bytes()
             assert jpg == fl.encode_jpeg(scene["image"], quality=95)
             img = fl.load_image(root / "frames" / f"{id_}.jpg")
@@ -308,14 +320,19 @@ def test_write_world_layout_restart_and_guards(tmp_path):
             assert np.abs(img.astype(int) - scene["image"]).mean() < 6  # JPEG q95 vs grain
             swap_path = root / "audio_swap" / f"{id_}.wav"
             if split == "test":
-                assert fl.parse_flickr_annotation(
-                    root / "Annotations" / f"{id_}.xml") == scene["annotator_boxes"]
-                assert scenes_json[id_] == {"objects": scene["objects"],
-                                            "swap_index": scene["swap_index"]}
+                assert (
+                    fl.parse_flickr_annotation(root / "Annotations" / f"{id_}.xml")
+                    == scene["annotator_boxes"]
+                )
+                assert scenes_json[id_] == {
+                    "objects": scene["objects"],
+                    "swap_index": scene["swap_index"],
+                }
                 assert swap_path.exists() == (scene["swap_index"] is not None)
                 if scene["swap_audio"] is not None:
-                    np.testing.assert_array_equal(sf.read(swap_path, dtype="int16")[0],
-                                                  scene["swap_audio"])
+                    np.testing.assert_array_equal(
+                        sf.read(swap_path, dtype="int16")[0], scene["swap_audio"]
+                    )
             else:
                 assert not swap_path.exists()
 
@@ -350,11 +367,24 @@ def test_write_world_layout_restart_and_guards(tmp_path):
 
 def test_command_line(tmp_path, capsys):
     root = tmp_path / "cli"
-    assert sw.main([f"--root={root}", "--num_train=2", "--num_test=1", "--seed=3",
-                    "--workers=1", "--no_progress"]) == 0
+    assert (
+        sw.main(
+            [
+                f"--root={root}",
+                "--num_train=2",
+                "--num_test=1",
+                "--seed=3",
+                "--workers=1",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     assert "3 scenes" in capsys.readouterr().out
     assert fl.read_id_list(root / "train.txt") == ["0000000", "0000001"]
-    assert fl.parse_flickr_annotation(root / "Annotations" / "9000000.xml") == \
-        sw.make_scene(3, "test", 0)["annotator_boxes"]
+    assert (
+        fl.parse_flickr_annotation(root / "Annotations" / "9000000.xml")
+        == sw.make_scene(3, "test", 0)["annotator_boxes"]
+    )
     img = np.asarray(Image.open(io.BytesIO((root / "frames" / "0000001.jpg").read_bytes())))
     assert img.shape == (S, S, 3)

@@ -1,9 +1,11 @@
 """Training: 4 devices equal 1, resume after a stop, NaN stops training."""
+
 import json
 import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -14,59 +16,80 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def run_probe(devices):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             JAX_PLATFORMS="cpu")
-  out = subprocess.run([sys.executable, os.path.join(HERE, "multidevice_probe.py")],
-                       env=env, capture_output=True, text=True, check=True,
-                       cwd=os.path.dirname(HERE))
-  return json.loads(out.stdout.strip().splitlines()[-1])
+    env = dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_PLATFORMS="cpu",
+    )
+    out = subprocess.run(
+        [sys.executable, os.path.join(HERE, "multidevice_probe.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(HERE),
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_four_devices_give_the_single_device_losses():
-  one, four = run_probe(1), run_probe(4)
-  assert (one["devices"], four["devices"]) == (1, 4)
-  # The loss (negatives, BatchNorm statistics) is over the global batch either way.
-  np.testing.assert_allclose(four["losses"], one["losses"], atol=1e-5, rtol=0)
-  np.testing.assert_allclose(four["grad_norms"], one["grad_norms"], rtol=1e-4)
-  # After two Adam steps the parameters agree to float32 noise, up to a few weights:
-  # Adam's first steps move each weight by ≈ lr·sign(g), and the sign of a near-zero
-  # gradient is decided by summation order (which also shows in later losses, ~1e-3).
-  diff = np.abs(np.asarray(four["params"]) - np.asarray(one["params"]))
-  assert np.mean(diff > 1e-6) < 0.01
-  assert diff.max() < 1e-4
+    one, four = run_probe(1), run_probe(4)
+    assert (one["devices"], four["devices"]) == (1, 4)
+    # The loss (negatives, BatchNorm statistics) is over the global batch either way.
+    np.testing.assert_allclose(four["losses"], one["losses"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(four["grad_norms"], one["grad_norms"], rtol=1e-4)
+    # After two Adam steps the parameters agree to float32 noise, up to a few weights:
+    # Adam's first steps move each weight by ≈ lr·sign(g), and the sign of a near-zero
+    # gradient is decided by summation order (which also shows in later losses, ~1e-3).
+    diff = np.abs(np.asarray(four["params"]) - np.asarray(one["params"]))
+    assert np.mean(diff > 1e-6) < 0.01
+    assert diff.max() < 1e-4
 
 
 def final_params(workdir):
-  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-  restored = manager.restore(manager.latest_step())
-  return manager.latest_step(), restored["params"]
+    manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+    restored = manager.restore(manager.latest_step())
+    return manager.latest_step(), restored["params"]
 
 
 @pytest.mark.slow
 def test_stopped_run_resumes_from_its_checkpoint(tiny, tmp_path):
-  straight = str(tmp_path / "straight")
-  train.train_and_evaluate(tiny, straight)
+    straight = str(tmp_path / "straight")
+    train.train_and_evaluate(tiny, straight)
 
-  stopped = str(tmp_path / "stopped")
-  first = tiny.copy_and_resolve_references()
-  first.num_epochs = 1  # Stops after 6 steps, checkpointed at 3 and 6.
-  train.train_and_evaluate(first, stopped)
-  assert final_params(stopped)[0] == 6
-  train.train_and_evaluate(tiny, stopped)  # Resumes at step 6, runs to 12.
+    stopped = str(tmp_path / "stopped")
+    first = tiny.copy_and_resolve_references()
+    first.num_epochs = 1  # Stops after 6 steps, checkpointed at 3 and 6.
+    train.train_and_evaluate(first, stopped)
+    assert final_params(stopped)[0] == 6
+    train.train_and_evaluate(tiny, stopped)  # Resumes at step 6, runs to 12.
 
-  step_a, params_a = final_params(straight)
-  step_b, params_b = final_params(stopped)
-  assert step_a == step_b == 12
-  leaves_a = [np.asarray(x) for x in __import__("jax").tree.leaves(params_a)]
-  leaves_b = [np.asarray(x) for x in __import__("jax").tree.leaves(params_b)]
-  for a, b in zip(leaves_a, leaves_b):
-    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
-  assert os.path.exists(os.path.join(stopped, "results.json"))
+    step_a, params_a = final_params(straight)
+    step_b, params_b = final_params(stopped)
+    assert step_a == step_b == 12
+    leaves_a = [np.asarray(x) for x in jax.tree.leaves(params_a)]
+    leaves_b = [np.asarray(x) for x in jax.tree.leaves(params_b)]
+    for a, b in zip(leaves_a, leaves_b):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+    assert os.path.exists(os.path.join(stopped, "results.json"))
 
 
 @pytest.mark.slow
 def test_nan_loss_stops_training(tiny, tmp_path):
-  bad = tiny.copy_and_resolve_references()
-  bad.learning_rate = float("nan")
-  with pytest.raises(train.NonFiniteLossError, match="Loss became nan"):
-    train.train_and_evaluate(bad, str(tmp_path / "nan"))
+    bad = tiny.copy_and_resolve_references()
+    bad.learning_rate = float("nan")
+    with pytest.raises(train.NonFiniteLossError, match="Loss became nan"):
+        train.train_and_evaluate(bad, str(tmp_path / "nan"))
+
+
+def test_eval_without_checkpoint_says_so(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match="No checkpoint in .*checkpoints"):
+        train.evaluate_workdir(tiny, str(tmp_path / "empty"))
+
+
+def test_workdir_of_another_model_is_refused(tiny, tmp_path):
+    train.save_config(tiny, str(tmp_path))
+    other = tiny.copy_and_resolve_references()
+    other.model.width = 0.5
+    with pytest.raises(ValueError, match="use a fresh --workdir"):
+        train.save_config(other, str(tmp_path))

@@ -43,9 +43,26 @@ logger = logging.getLogger(__name__)
 # Lists in the wild name clips by their frame or media file ("2432219254.png"); only these
 # suffixes are stripped, so ids that legitimately contain dots survive.
 KNOWN_MEDIA_EXTENSIONS = (
-    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-    ".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac",
-    ".mp4", ".mkv", ".avi", ".webm", ".mov", ".flv",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".ogg",
+    ".m4a",
+    ".aac",
+    ".mp4",
+    ".mkv",
+    ".avi",
+    ".webm",
+    ".mov",
+    ".flv",
 )
 
 _COORD_TAGS = ("xmin", "ymin", "xmax", "ymax")
@@ -169,7 +186,8 @@ def read_keyframes(csv_path) -> dict[str, int]:
             keyframe = int(row[1])
         except ValueError:
             raise MediaError(
-                path, f"line {line_no}: keyframe {row[1]!r} is not an integer") from None
+                path, f"line {line_no}: keyframe {row[1]!r} is not an integer"
+            ) from None
         out.setdefault(id_, keyframe)
     return out
 
@@ -219,8 +237,10 @@ def parse_flickr_annotation(xml_path) -> list[list[int]]:
                 elems = list(sub)[1:5]
                 if len(elems) < 4:
                     raise MediaError(
-                        path, f"{where} has {len(elems)} coordinate(s) after its first "
-                        "child, needs 4 (xmin, ymin, xmax, ymax)")
+                        path,
+                        f"{where} has {len(elems)} coordinate(s) after its first "
+                        "child, needs 4 (xmin, ymin, xmax, ymax)",
+                    )
                 coords = [_parse_int(path, e, f"{where} child <{e.tag}>") for e in elems]
             boxes.append(coords)
     if not boxes:
@@ -236,15 +256,18 @@ def flickr_annotation_bytes(boxes: Sequence[Sequence[int]], image_id: str) -> by
         raise ValueError(f"annotation for {image_id!r} needs at least one box")
     for i, box in enumerate(boxes):
         if len(box) != 4:
-            raise ValueError(f"annotation for {image_id!r}: box {i} is {box!r}, "
-                             "expected [xmin, ymin, xmax, ymax]")
+            raise ValueError(
+                f"annotation for {image_id!r}: box {i} is {box!r}, "
+                "expected [xmin, ymin, xmax, ymax]"
+            )
         obj = ET.SubElement(root, "object")
         bbox = ET.SubElement(obj, "bbox")
         ET.SubElement(bbox, "type").text = "sounding"
         for tag, value in zip(_COORD_TAGS, box):
             if int(value) != value:
-                raise ValueError(f"annotation for {image_id!r}: box {i} has non-integer "
-                                 f"{tag}={value!r}")
+                raise ValueError(
+                    f"annotation for {image_id!r}: box {i} has non-integer {tag}={value!r}"
+                )
             ET.SubElement(bbox, tag).text = str(int(value))
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
@@ -292,8 +315,9 @@ def _check_wav_not_truncated(path: str) -> None:
                 available = file_size - f.tell()
                 if 0 < size < 0xFFFFFFFF and size > available:
                     raise MediaError(
-                        path, f"truncated WAV: data chunk declares {size} bytes, "
-                        f"file holds {available}")
+                        path,
+                        f"truncated WAV: data chunk declares {size} bytes, file holds {available}",
+                    )
                 return
             f.seek(size + (size & 1), os.SEEK_CUR)
 
@@ -312,8 +336,7 @@ def _read_audio(path: str, sample_rate: int):
         info = sf.info(path)
         if info.frames == 0:
             raise MediaError(path, "audio has 0 samples")
-        exact = (info.channels == 1 and info.samplerate == sample_rate
-                 and info.subtype == "PCM_16")
+        exact = info.channels == 1 and info.samplerate == sample_rate and info.subtype == "PCM_16"
         x, rate = sf.read(path, dtype="int16" if exact else "float64", always_2d=True)
     except MediaError:
         raise
@@ -322,8 +345,9 @@ def _read_audio(path: str, sample_rate: int):
     if x.shape[0] == 0:
         raise MediaError(path, "audio has 0 samples")
     if 0 < info.frames != x.shape[0]:
-        raise MediaError(path, f"truncated audio: header declares {info.frames} frames, "
-                         f"decoded {x.shape[0]}")
+        raise MediaError(
+            path, f"truncated audio: header declares {info.frames} frames, decoded {x.shape[0]}"
+        )
     if exact:
         return x[:, 0], rate, True
     if not np.all(np.isfinite(x)):
@@ -343,7 +367,7 @@ def crop_or_tile(x: np.ndarray, target: int) -> np.ndarray:
         raise ValueError("cannot crop or tile an empty signal")
     if n >= target:
         start = max(0, n // 2 - target // 2)
-        return np.array(x[start:start + target])
+        return np.array(x[start : start + target])
     reps = int(target / n) + 1
     return np.tile(x, reps)[:target]
 
@@ -422,7 +446,8 @@ def load_image(path, shorter_side: int | None = 256) -> np.ndarray:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError(
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated images would decode "
-            "as partly grey frames. load_image needs it False.")
+            "as partly grey frames. load_image needs it False."
+        )
     try:
         with Image.open(path) as img:
             img.load()

@@ -144,8 +144,20 @@ def _regular_star(points: int, inner: float) -> list[tuple[float, float]]:
 
 def _cross(arm: float) -> list[tuple[float, float]]:
     a = arm
-    return [(-a, -1), (a, -1), (a, -a), (1, -a), (1, a), (a, a), (a, 1), (-a, 1),
-            (-a, a), (-1, a), (-1, -a), (-a, -a)]
+    return [
+        (-a, -1),
+        (a, -1),
+        (a, -a),
+        (1, -a),
+        (1, a),
+        (a, a),
+        (a, 1),
+        (-a, 1),
+        (-a, a),
+        (-1, a),
+        (-1, -a),
+        (-a, -a),
+    ]
 
 
 # Polygons in any coordinates; they are stretched so their bounding box is the object box.
@@ -199,8 +211,9 @@ def _pick_colour(rng: np.random.Generator, avoid: np.ndarray) -> np.ndarray:
     return best
 
 
-def render_object(rng: np.random.Generator, cls: int, canvas_rgb: np.ndarray,
-                  box: Sequence[int]) -> np.ndarray:
+def render_object(
+    rng: np.random.Generator, cls: int, canvas_rgb: np.ndarray, box: Sequence[int]
+) -> np.ndarray:
     """Draws an object of class `cls` filling `box` on `canvas_rgb`, in place.
 
     The shape is the class's; the colour is random (chosen to contrast with what is
@@ -219,8 +232,9 @@ def render_object(rng: np.random.Generator, cls: int, canvas_rgb: np.ndarray,
     """
     spec = _check_cls(cls)
     if canvas_rgb.dtype != np.uint8 or canvas_rgb.ndim != 3 or canvas_rgb.shape[2] != 3:
-        raise ValueError(f"canvas must be uint8 [H, W, 3], got {canvas_rgb.dtype} "
-                         f"{canvas_rgb.shape}")
+        raise ValueError(
+            f"canvas must be uint8 [H, W, 3], got {canvas_rgb.dtype} {canvas_rgb.shape}"
+        )
     x0, y0, x1, y1 = (int(v) for v in box)
     h_img, w_img = canvas_rgb.shape[:2]
     if not (0 <= x0 < x1 <= w_img and 0 <= y0 < y1 <= h_img):
@@ -246,6 +260,7 @@ def render_background(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.nd
     Returns:
       uint8 [size, size, 3].
     """
+
     def blobs(cells: int) -> np.ndarray:
         small = rng.integers(0, 256, size=(cells, cells, 3), dtype=np.uint8)
         big = Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
@@ -263,8 +278,9 @@ def render_background(rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.nd
         proj = float(np.cos(theta)) * coord[None, :] + float(np.sin(theta)) * coord[:, None]
         if kind == 1:
             period = rng.uniform(12, 64) / size
-            t = 0.5 + 0.5 * np.sin(proj * float(2 * np.pi / period)
-                                   + float(rng.uniform(0, 2 * np.pi)))
+            t = 0.5 + 0.5 * np.sin(
+                proj * float(2 * np.pi / period) + float(rng.uniform(0, 2 * np.pi))
+            )
         else:
             t = (proj - proj.min()) / max(float(np.ptp(proj)), 1e-6)
         img = c1 + (c2 - c1) * t[..., None]
@@ -324,8 +340,12 @@ def _band_noise(rng, n: int, sr: int, lo: float, hi: float) -> np.ndarray:
 def _sound_bell(rng, t, sr, f0, rate):
     since = _since_last(t, _strike_times(rng, rate, t[-1] + 1 / sr))
     out = np.zeros_like(t)
-    for ratio, amp, tau in ((1.0, 1.0, 0.6), (2.76, 0.6, 0.35), (5.40, 0.35, 0.2),
-                            (8.93, 0.2, 0.12)):
+    for ratio, amp, tau in (
+        (1.0, 1.0, 0.6),
+        (2.76, 0.6, 0.35),
+        (5.40, 0.35, 0.2),
+        (8.93, 0.2, 0.12),
+    ):
         if ratio * f0 < 0.45 * sr:
             env = np.exp(-since / tau)
             out += amp * env * np.sin(2 * np.pi * ratio * f0 * t + rng.uniform(0, 2 * np.pi))
@@ -354,7 +374,7 @@ def _sound_engine(rng, t, sr, f0, rate):
     # A bright buzz (partials fall as k^-1/2), so its energy reaches kHz where the drum
     # and the horn have little.
     ks = np.arange(1, 61)
-    out = _harmonic_wave(rng, phase, f0, sr, ks, ks ** -0.5)
+    out = _harmonic_wave(rng, phase, f0, sr, ks, ks**-0.5)
     out *= 1 + 0.6 * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
     rumble = _band_noise(rng, t.size, sr, 20.0, 300.0)
     return out / np.abs(out).max() + 0.3 * rumble / (np.abs(rumble).max() + 1e-12)
@@ -362,8 +382,9 @@ def _sound_engine(rng, t, sr, f0, rate):
 
 def _sound_whistle(rng, t, sr, f0, rate):
     depth = 0.02  # vibrato: +-2 % of the pitch
-    phase = (2 * np.pi * f0 * t
-             + depth * f0 / rate * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi)))
+    phase = 2 * np.pi * f0 * t + depth * f0 / rate * np.sin(
+        2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi)
+    )
     return np.sin(phase) + 0.15 * np.sin(2 * phase)
 
 
@@ -381,7 +402,7 @@ def _sound_drum(rng, t, sr, f0, rate):
         hit = thump + slap
         lo, hi = max(start, 0), min(start + hit_len, t.size)
         if lo < hi:
-            out[lo:hi] += hit[lo - start:hi - start]
+            out[lo:hi] += hit[lo - start : hi - start]
     return out
 
 
@@ -414,7 +435,7 @@ def _sound_bird(rng, t, sr, f0, rate):
         start = int(round(onset * sr))
         lo, hi = max(start, 0), min(start + n, t.size)
         if lo < hi:
-            out[lo:hi] += chirp[lo - start:hi - start]
+            out[lo:hi] += chirp[lo - start : hi - start]
     return out
 
 
@@ -425,14 +446,20 @@ def _sound_horn(rng, t, sr, f0, rate):
 
 
 _SOUND_RECIPES: dict[str, Callable[..., np.ndarray]] = {
-    "bell": _sound_bell, "engine": _sound_engine, "whistle": _sound_whistle,
-    "drum": _sound_drum, "siren": _sound_siren, "rain": _sound_rain,
-    "bird": _sound_bird, "horn": _sound_horn,
+    "bell": _sound_bell,
+    "engine": _sound_engine,
+    "whistle": _sound_whistle,
+    "drum": _sound_drum,
+    "siren": _sound_siren,
+    "rain": _sound_rain,
+    "bird": _sound_bird,
+    "horn": _sound_horn,
 }
 
 
-def synthesize_sound(rng: np.random.Generator, cls: int, num_samples: int,
-                     sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def synthesize_sound(
+    rng: np.random.Generator, cls: int, num_samples: int, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
     """The sound of one instance of class `cls`, without background noise.
 
     Per instance: pitch jittered by up to +-6 %, rhythm/modulation rate by up to +-15 %,
@@ -460,8 +487,9 @@ def synthesize_sound(rng: np.random.Generator, cls: int, num_samples: int,
     return x.astype(np.float32)
 
 
-def add_background_noise(rng: np.random.Generator, sound: np.ndarray,
-                         sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def add_background_noise(
+    rng: np.random.Generator, sound: np.ndarray, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
     """Mixes coloured noise into `sound` at a random SNR and sets a random peak level.
 
     Noise power spectrum ~ f^-beta, beta uniform in [0, 1.5] (white to between pink and
@@ -483,7 +511,7 @@ def add_background_noise(rng: np.random.Generator, sound: np.ndarray,
     spec *= np.maximum(f, 20.0) ** (-beta / 2)
     noise = scipy.fft.irfft(spec, m)[:n]
     sig_rms = np.sqrt(np.mean(np.square(sound, dtype=np.float64)))
-    noise_rms = np.sqrt(np.mean(noise ** 2)) + 1e-12
+    noise_rms = np.sqrt(np.mean(noise**2)) + 1e-12
     mix = sound + noise * (sig_rms / noise_rms) * 10 ** (-snr_db / 20)
     mix *= rng.uniform(0.3, 0.9) / (np.abs(mix).max() + 1e-12)
     return mix.astype(np.float32)
@@ -521,8 +549,11 @@ def _pairwise_ok(boxes: list[np.ndarray]) -> np.ndarray:
             iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
             ih = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
             inter = iw * ih
-            union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-                     + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter)
+            union = (
+                (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+                + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+                - inter
+            )
             ok &= inter <= MAX_PAIR_IOU * union
     return ok
 
@@ -535,7 +566,7 @@ def _place(rng: np.random.Generator, sizes: list[tuple[int, int]], size: int):
     block the others, and greedy placement then rarely fits more than one.
     """
     if len(sizes) == 1:
-        (w, h), = sizes
+        ((w, h),) = sizes
         x0, y0 = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
         return [[x0, y0, x0 + w, y0 + h]]
     for _ in range(PLACEMENT_ROUNDS):
@@ -559,8 +590,12 @@ def _layout_from_rng(rng: np.random.Generator, size: int = IMAGE_SIZE):
         # objects that survive crowded scenes smaller than the others, a size cue.
         area = rng.uniform(*AREA_FRACTION_RANGE) * size * size
         aspect = np.exp(rng.uniform(np.log(ASPECT_RANGE[0]), np.log(ASPECT_RANGE[1])))
-        sizes.append((int(min(size, max(2, round(np.sqrt(area * aspect))))),
-                      int(min(size, max(2, round(np.sqrt(area / aspect)))))))
+        sizes.append(
+            (
+                int(min(size, max(2, round(np.sqrt(area * aspect))))),
+                int(min(size, max(2, round(np.sqrt(area / aspect))))),
+            )
+        )
     boxes = _place(rng, sizes, size)
     while boxes is None:
         # Drop the last object (classes and sizes are i.i.d., so it is a random one).
@@ -571,8 +606,7 @@ def _layout_from_rng(rng: np.random.Generator, size: int = IMAGE_SIZE):
     n = len(boxes)
     sounding = int(rng.integers(0, n))
     order = rng.permutation(n)  # drawing order = list order
-    objects = [{"cls": classes[i], "box": boxes[i], "sounding": bool(i == sounding)}
-               for i in order]
+    objects = [{"cls": classes[i], "box": boxes[i], "sounding": bool(i == sounding)} for i in order]
     s_box = np.array(boxes[sounding])
     annotators = []
     for _ in range(NUM_ANNOTATORS):
@@ -594,8 +628,14 @@ def scene_layout(seed: int, split, index: int) -> dict[str, Any]:
     return {"objects": objects, "annotator_boxes": annotators, "swap_index": swap_index}
 
 
-def make_scene(seed: int, split, index: int, sample_rate: int = SAMPLE_RATE,
-               draw_objects: bool = True, include_swap: bool = True) -> dict[str, Any]:
+def make_scene(
+    seed: int,
+    split,
+    index: int,
+    sample_rate: int = SAMPLE_RATE,
+    draw_objects: bool = True,
+    include_swap: bool = True,
+) -> dict[str, Any]:
     """Generates one scene, a pure function of (seed, split, index).
 
     Args:
@@ -619,8 +659,9 @@ def make_scene(seed: int, split, index: int, sample_rate: int = SAMPLE_RATE,
           length/noise recipe (fresh noise, SNR, level); None without distractors.
     """
     rng = _streams(seed, split, index)
-    return _render_scene(rng, _layout_from_rng(rng["layout"]), sample_rate, draw_objects,
-                         include_swap)
+    return _render_scene(
+        rng, _layout_from_rng(rng["layout"]), sample_rate, draw_objects, include_swap
+    )
 
 
 def _render_scene(rng, layout, sample_rate, draw_objects, include_swap):
@@ -632,17 +673,29 @@ def _render_scene(rng, layout, sample_rate, draw_objects, include_swap):
     a_rng = rng["audio"]
     n = int(round(a_rng.uniform(*DURATION_S_RANGE) * sample_rate))
     sounding_cls = next(o["cls"] for o in objects if o["sounding"])
-    audio = _to_int16(add_background_noise(
-        a_rng, synthesize_sound(a_rng, sounding_cls, n, sample_rate), sample_rate))
+    audio = _to_int16(
+        add_background_noise(
+            a_rng, synthesize_sound(a_rng, sounding_cls, n, sample_rate), sample_rate
+        )
+    )
     swap_audio = None
     if swap_index is not None and include_swap:
         s_rng = rng["swap"]
-        swap_audio = _to_int16(add_background_noise(
-            s_rng, synthesize_sound(s_rng, objects[swap_index]["cls"], n, sample_rate),
-            sample_rate))
-    return {"image": image, "audio": audio, "objects": objects,
-            "annotator_boxes": annotators, "swap_index": swap_index,
-            "swap_audio": swap_audio}
+        swap_audio = _to_int16(
+            add_background_noise(
+                s_rng,
+                synthesize_sound(s_rng, objects[swap_index]["cls"], n, sample_rate),
+                sample_rate,
+            )
+        )
+    return {
+        "image": image,
+        "audio": audio,
+        "objects": objects,
+        "annotator_boxes": annotators,
+        "swap_index": swap_index,
+        "swap_audio": swap_audio,
+    }
 
 
 # ----------------------------------------------------------------------- writing worlds
@@ -695,8 +748,10 @@ def _wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
 
 
 def _scene_paths(root: str, split: str, id_: str, has_swap: bool) -> dict[str, str]:
-    paths = {"image": os.path.join(root, "frames", f"{id_}.jpg"),
-             "audio": os.path.join(root, "audio", f"{id_}.wav")}
+    paths = {
+        "image": os.path.join(root, "frames", f"{id_}.jpg"),
+        "audio": os.path.join(root, "audio", f"{id_}.wav"),
+    }
     if split == "test":
         paths["xml"] = os.path.join(root, "Annotations", f"{id_}.xml")
         if has_swap:
@@ -714,8 +769,9 @@ def _write_scene(task) -> tuple[str, str, dict | None, int]:
     paths = _scene_paths(root, split, id_, swap_index is not None)
     missing = [k for k, p in paths.items() if not os.path.exists(p)]
     if missing:
-        scene = _render_scene(rng, layout, sample_rate, draw_objects=True,
-                              include_swap="swap" in missing)
+        scene = _render_scene(
+            rng, layout, sample_rate, draw_objects=True, include_swap="swap" in missing
+        )
         for key in missing:
             if key == "image":
                 data = flickr_layout.encode_jpeg(scene["image"], quality=95)
@@ -733,10 +789,17 @@ def _write_scene(task) -> tuple[str, str, dict | None, int]:
 
 
 def _world_params(num_train, num_test, seed, sample_rate) -> dict[str, Any]:
-    return {"format": "avkd-synthetic-world", "version": WORLD_VERSION, "seed": int(seed),
-            "num_train": int(num_train), "num_test": int(num_test),
-            "num_classes": NUM_CLASSES, "class_names": list(CLASS_NAMES),
-            "sample_rate": int(sample_rate), "image_size": IMAGE_SIZE}
+    return {
+        "format": "avkd-synthetic-world",
+        "version": WORLD_VERSION,
+        "seed": int(seed),
+        "num_train": int(num_train),
+        "num_test": int(num_test),
+        "num_classes": NUM_CLASSES,
+        "class_names": list(CLASS_NAMES),
+        "sample_rate": int(sample_rate),
+        "image_size": IMAGE_SIZE,
+    }
 
 
 def _check_params_file(path: str, params: dict) -> None:
@@ -746,21 +809,31 @@ def _check_params_file(path: str, params: dict) -> None:
         with open(path) as f:
             existing = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: unreadable world parameters ({e}); delete the world "
-                         "directory or this file") from None
+        raise ValueError(
+            f"{path}: unreadable world parameters ({e}); delete the world directory or this file"
+        ) from None
     if existing != params:
-        diff = {k: (existing.get(k), params.get(k))
-                for k in sorted(set(existing) | set(params))
-                if existing.get(k) != params.get(k)}
+        diff = {
+            k: (existing.get(k), params.get(k))
+            for k in sorted(set(existing) | set(params))
+            if existing.get(k) != params.get(k)
+        }
         raise ValueError(
             f"{path}: the directory holds a different synthetic world (differences, "
             f"on disk vs requested: {diff}). Refusing to mix worlds: use another --root "
-            "or delete this one.")
+            "or delete this one."
+        )
 
 
-def write_world(root, num_train: int = 10000, num_test: int = 500, seed: int = 0,
-                workers: int | None = None, progress: bool = True,
-                sample_rate: int = SAMPLE_RATE) -> dict[str, int]:
+def write_world(
+    root,
+    num_train: int = 10000,
+    num_test: int = 500,
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    sample_rate: int = SAMPLE_RATE,
+) -> dict[str, int]:
     """Writes a synthetic world in the Flickr-SoundNet raw layout.
 
     Layout under `root`:
@@ -794,9 +867,10 @@ def write_world(root, num_train: int = 10000, num_test: int = 500, seed: int = 0
     """
     if not 0 <= num_train <= TEST_ID_OFFSET:
         raise ValueError(f"num_train must be in [0, {TEST_ID_OFFSET}], got {num_train}")
-    if not 0 <= num_test < 10 ** ID_DIGITS - TEST_ID_OFFSET:
-        raise ValueError(f"num_test must be in [0, {10 ** ID_DIGITS - TEST_ID_OFFSET}), "
-                         f"got {num_test}")
+    if not 0 <= num_test < 10**ID_DIGITS - TEST_ID_OFFSET:
+        raise ValueError(
+            f"num_test must be in [0, {10**ID_DIGITS - TEST_ID_OFFSET}), got {num_test}"
+        )
     root = os.path.abspath(os.fspath(root))
     params = _world_params(num_train, num_test, seed, sample_rate)
     done_path = os.path.join(root, "WORLD.json")
@@ -825,8 +899,8 @@ def write_world(root, num_train: int = 10000, num_test: int = 500, seed: int = 0
 
     test_meta: dict[str, dict] = {}
     written = 0
-    with tqdm(total=len(tasks), disable=not progress, desc="synthetic world",
-              unit="scene") as bar:
+    with tqdm(total=len(tasks), disable=not progress, desc="synthetic world", unit="scene") as bar:
+
         def consume(results):
             nonlocal written
             for split, id_, meta, n in results:
@@ -852,8 +926,9 @@ def write_world(root, num_train: int = 10000, num_test: int = 500, seed: int = 0
     index_files = {
         "train.txt": "".join(f"{i}\n" for i in train_ids).encode(),
         "test.csv": "".join(f"{i},0\r\n" for i in test_ids).encode(),
-        "scenes.json": (json.dumps({i: test_meta[i] for i in test_ids}, indent=1,
-                                   sort_keys=True) + "\n").encode(),
+        "scenes.json": (
+            json.dumps({i: test_meta[i] for i in test_ids}, indent=1, sort_keys=True) + "\n"
+        ).encode(),
     }
     for name, data in index_files.items():
         written += _write_if_changed(os.path.join(root, name), data)
@@ -866,7 +941,8 @@ def write_world(root, num_train: int = 10000, num_test: int = 500, seed: int = 0
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m avkd_jax.datasets.synthetic_world",
-        description="Write the synthetic audio-visual world in the Flickr-SoundNet layout.")
+        description="Write the synthetic audio-visual world in the Flickr-SoundNet layout.",
+    )
     parser.add_argument("--root", required=True, help="output directory")
     parser.add_argument("--num_train", type=int, default=10000)
     parser.add_argument("--num_test", type=int, default=500)
@@ -875,9 +951,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample_rate", type=int, default=SAMPLE_RATE)
     parser.add_argument("--no_progress", action="store_true")
     args = parser.parse_args(argv)
-    stats = write_world(args.root, num_train=args.num_train, num_test=args.num_test,
-                        seed=args.seed, workers=args.workers,
-                        progress=not args.no_progress, sample_rate=args.sample_rate)
+    stats = write_world(
+        args.root,
+        num_train=args.num_train,
+        num_test=args.num_test,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.no_progress,
+        sample_rate=args.sample_rate,
+    )
     print(f"{args.root}: {stats['scenes']} scenes, {stats['files_written']} files written")
     return 0
 

@@ -1,0 +1,24 @@
+"""Configs: the paper's hyper-parameters, and a clear error where real data is missing."""
+
+import pytest
+from conftest import load_config
+
+from avkd_jax import datasets
+
+
+@pytest.mark.parametrize("name", ["flickr10k", "flickr144k", "vggs10k", "vggs144k"])
+def test_paper_configs(name):
+    c = load_config(name)
+    assert (c.batch_size, c.num_epochs, c.learning_rate, c.tau) == (128, 100, 1e-4, 0.03)
+    assert (c.alpha_contrastive, c.alpha_audio, c.alpha_visual) == (1, 1000, 100_000)
+    assert (c.image_size, c.resize_size, c.sample_rate, c.audio_seconds) == (224, 246, 22050, 3)
+    assert (c.model.width, c.model.embed_dim) == (1.0, 2048)
+    assert c.eval_format == ("flickr" if name.startswith("flickr") else "vggss")
+    with pytest.raises(ValueError, match=r"config\.data_dir and config\.manual_dir"):
+        datasets.get_builder(c)
+
+
+def test_synthetic_config_is_the_default_world():
+    c = load_config("synthetic")
+    assert c.dataset == "synthetic_av" and c.teachers == ()
+    assert c.batch_size % 2 == 0 and c.resize_size > c.image_size
