@@ -32,11 +32,11 @@ def create_mesh() -> jax.sharding.Mesh:
     return jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
 
 
-def hint_weights(config) -> tuple[float, float]:
-    """(α2, α3): the teacher-hint weights this release can apply.
+def warn_unused_hints(config) -> None:
+    """Says that the config's teacher-hint weights (α2, α3) are not applied yet.
 
-    Hint shards arrive with the teachers (issue #4); until then the weights a config sets
-    are reported and treated as 0, so the paper configs keep the paper's numbers.
+    Hint shards arrive with the teachers (issue #4); until then `loss_terms` is the
+    contrastive loss alone, and the paper configs keep the paper's α values for then.
     """
     if config.teachers and (config.alpha_audio or config.alpha_visual):
         logging.warning(
@@ -46,7 +46,6 @@ def hint_weights(config) -> tuple[float, float]:
             config.alpha_audio,
             config.alpha_visual,
         )
-    return 0.0, 0.0
 
 
 def init_state(model, config, rng) -> dict:
@@ -175,7 +174,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if steps_per_epoch == 0:
         raise ValueError(f"{num_train} training examples make no batch of {config.batch_size}.")
     total_steps = steps_per_epoch * config.num_epochs
-    hint_weights(config)
+    warn_unused_hints(config)
 
     model = models.create_model(config)
     manager = checkpoint_manager(workdir, config)
@@ -205,17 +204,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             # Read the previous step's metrics while this one runs: a NaN stops training one
             # step late at most, and the device never waits for the host.
             if pending is not None:
-                _check_and_log(writer, config, *pending, t0, t0_step)
-                if pending[0] % config.log_every_steps == 0:
-                    t0, t0_step = time.perf_counter(), pending[0]
+                t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
             pending = (step, metrics)
             if step % config.checkpoint_every_steps == 0 or step == total_steps:
-                _check_and_log(writer, config, *pending, t0, t0_step)
+                t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
                 pending = None
                 manager.save(step, args=ocp.args.StandardSave(state))
         if (epoch + 1) % config.eval_every_epochs == 0 or epoch + 1 == config.num_epochs:
             if pending is not None:
-                _check_and_log(writer, config, *pending, t0, t0_step)
+                t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
                 pending = None
             final = epoch + 1 == config.num_epochs
             results = evaluate_and_report(
@@ -270,6 +267,8 @@ def evaluate_workdir(config, workdir) -> dict:
 
 
 def _check_and_log(writer, config, step, metrics, t0, t0_step):
+    """Raises on a non-finite loss; on log steps writes the metrics and the throughput
+    since (t0, t0_step). Returns the (time, step) the next throughput counts from."""
     loss = float(metrics["loss"])
     if not np.isfinite(loss):
         raise NonFiniteLossError(
@@ -283,3 +282,5 @@ def _check_and_log(writer, config, step, metrics, t0, t0_step):
         if step > t0_step:
             scalars["train/samples_per_second"] = (step - t0_step) * config.batch_size / elapsed
         writer.write_scalars(step, scalars)
+        return time.perf_counter(), step
+    return t0, t0_step
