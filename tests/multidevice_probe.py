@@ -1,13 +1,18 @@
-"""Runs 2 train steps of a tiny AVC on fixed batches and prints the losses as JSON.
+"""Runs a tiny AVC's train step on fixed batches and prints losses and parameters as JSON.
 
 Run in a fresh process (the device count is fixed when JAX starts):
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/multidevice_probe.py
+
+Two measurements: `losses` / `grad_norms` are steps taken from the same initial state on
+three different batches (what one update computes, with nothing carried over), and
+`chained_losses` / `params` come from two consecutive steps.
 """
 
 import json
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -23,15 +28,26 @@ def main():
     step = train.compile_train_step(model, config, mesh)
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     rng = np.random.default_rng(0)
+    batches = [
+        input_pipeline.make_global(
+            {
+                "image": rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8),
+                "audio": rng.integers(-8000, 8000, (8, 11025), dtype=np.int16),
+            },
+            sharding,
+        )
+        for _ in range(3)
+    ]
     losses, grad_norms = [], []
-    for _ in range(2):
-        batch = {
-            "image": rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8),
-            "audio": rng.integers(-8000, 8000, (8, 11025), dtype=np.int16),
-        }
-        state, metrics = step(state, input_pipeline.make_global(batch, sharding))
+    for batch in batches:
+        # The step donates its state: hand it a copy so `state` stays the initial one.
+        _, metrics = step(jax.tree.map(jnp.copy, state), batch)
         losses.append(float(metrics["loss"]))
         grad_norms.append(float(metrics["grad_norm"]))
+    chained = []
+    for batch in batches[:2]:
+        state, metrics = step(state, batch)
+        chained.append(float(metrics["loss"]))
     flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state["params"])])
     print(
         json.dumps(
@@ -39,6 +55,7 @@ def main():
                 "devices": jax.device_count(),
                 "losses": losses,
                 "grad_norms": grad_norms,
+                "chained_losses": chained,
                 "params": flat[::97].tolist(),
             }
         )

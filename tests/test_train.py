@@ -35,12 +35,17 @@ def run_probe(devices):
 def test_four_devices_give_the_single_device_losses():
     one, four = run_probe(1), run_probe(4)
     assert (one["devices"], four["devices"]) == (1, 4)
-    # The loss (negatives, BatchNorm statistics) is over the global batch either way.
-    np.testing.assert_allclose(four["losses"], one["losses"], atol=1e-5, rtol=0)
+    # One update from the same state: the loss (negatives, BatchNorm statistics) is over
+    # the global batch either way, so it is the same number up to float32 summation order.
+    # That noise (~5e-7 in the embeddings with batch statistics) is multiplied by 1/τ = 33
+    # in the logits: the losses (8–12 here) agree to 1e-5 relative (seen: ≤ 7e-6).
+    np.testing.assert_allclose(four["losses"], one["losses"], rtol=1e-5, atol=0)
     np.testing.assert_allclose(four["grad_norms"], one["grad_norms"], rtol=1e-4)
-    # After two Adam steps the parameters agree to float32 noise, up to a few weights:
-    # Adam's first steps move each weight by ≈ lr·sign(g), and the sign of a near-zero
-    # gradient is decided by summation order (which also shows in later losses, ~1e-3).
+    # Chained steps drift a little more: Adam's first step moves each weight by about
+    # lr·sign(g), and the sign of a near-zero gradient is decided by summation order.
+    # Seen: 6e-6 relative on the second loss; parameters equal to 1e-6 but for a few.
+    assert one["chained_losses"][0] == one["losses"][0]
+    np.testing.assert_allclose(four["chained_losses"], one["chained_losses"], rtol=2e-5, atol=0)
     diff = np.abs(np.asarray(four["params"]) - np.asarray(one["params"]))
     assert np.mean(diff > 1e-6) < 0.01
     assert diff.max() < 1e-4
