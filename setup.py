@@ -18,6 +18,8 @@ setup(
         "tensorflow-datasets>=4.9.10,<4.10",
         "librosa>=0.11,<0.12",
         "soundfile>=0.13",
+        # Raw videos (video/<id>.mp4) of the real datasets; its wheels carry ffmpeg.
+        "av>=14,<19",
         "ml-collections>=1.1,<2",
         "absl-py>=2.1",
         "clu>=0.0.12",
@@ -26,14 +28,30 @@ setup(
         "scipy>=1.14",
         "pillow>=11",
         "tqdm>=4.66",
+        # Evaluation pictures and localize's overlays (Agg canvas only, no display).
+        "matplotlib>=3.8",
         # tensorflow-datasets imports it without declaring it.
         "importlib_resources>=6",
     ],
     extras_require={
         # The PyTorch side (teachers/): never imported by avkd_jax. Pin torch: an unpinned
         # torch pulls a multi-GB CUDA build.
-        "teachers": ["torch==2.13.0", "transformers>=4.50", "panns-inference>=0.1.1"],
+        "teachers": [
+            "torch==2.13.0",
+            "transformers>=5.0,<6",
+            "panns-inference==0.1.1",
+            "torchlibrosa>=0.1,<0.2",
+            "matplotlib>=3.8",
+        ],
         # torch is the independent reference in parity tests (CPU wheel; pinned).
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "torch==2.13.0"],
+        # nbclient + ipykernel execute notebooks/colab_evaluation.ipynb headless.
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "torch==2.13.0",
+            "nbclient>=0.10,<0.12",
+            "nbformat>=5.9",
+            "ipykernel>=6.29",
+        ],
     },
 )

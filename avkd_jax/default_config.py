@@ -14,20 +14,47 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset_kwargs = ml_collections.ConfigDict()
     c.data_dir = ml_collections.FieldReference(None, field_type=str)
     c.manual_dir = ml_collections.FieldReference(None, field_type=str)
+    # Real data (README, 'Real data'): the test clips may live apart from the train clips
+    # (EZ-VSL's test_data_path); list files named without a folder (dataset_kwargs.
+    # train_list / test_list / vggss_json) are looked up in metadata_dir.
+    # None: manual_dir, <manual_dir>/metadata and <test root>/Annotations (Flickr XML).
+    c.test_manual_dir = ml_collections.FieldReference(None, field_type=str)
+    c.metadata_dir = ml_collections.FieldReference(None, field_type=str)
+    c.annotation_dir = ml_collections.FieldReference(None, field_type=str)
+    # Test ids (of the own test list and of every eval set's) are left out of the train
+    # split, and training refuses a train split that shares clips with an eval set.
+    c.allow_test_overlap = False
+    c.prepare_workers = 0  # Threads decoding raw clips when a dataset is built; 0: per CPU.
     c.train_split = "train"
     c.eval_split = "test"
     c.eval_format = "flickr"  # Ground-truth map rule of DESIGN §4: 'flickr' or 'vggss'.
+    # Sets to evaluate on: 'flickr_test', 'vggss_test', 'synthetic_test'; empty: the
+    # dataset's own test set. A set of another dataset needs its raw root here.
+    c.eval_sets = ()
+    c.eval_manual_dirs = ml_collections.ConfigDict(
+        {
+            "flickr_test": ml_collections.FieldReference(None, field_type=str),
+            "vggss_test": ml_collections.FieldReference(None, field_type=str),
+        }
+    )
     c.image_size = 224
     c.resize_size = 246  # Train: shorter side to 246, random crop 224 (LVS / EZ-VSL).
     c.sample_rate = 22050
     c.audio_seconds = 3.0
     c.shuffle_buffer = 10_000
     c.prefetch_batches = 2
+    # Input streams the train shards are dealt to; the global batch is theirs side by side
+    # (input_pipeline). None: one per process. Fix it (to a multiple of every process count
+    # you will use) to get the same batches on 1 process × 4 GPUs as on 2 × 2.
+    c.input_groups = ml_collections.FieldReference(None, field_type=int)
 
     c.model = ml_collections.ConfigDict()
     c.model.width = 1.0  # Channel multiplier of both ResNet18s (1.0 = the paper's).
     c.model.embed_dim = 2048
     c.model.dtype = "float32"
+    # The visual student's initialisation (DESIGN §3): torchvision's ImageNet ResNet18
+    # converted by `python -m teachers.convert_resnet` (None: random, unlike the paper);
+    # 'synthetic': the synthetic world's stand-in, trained on first use.
     c.init_visual_npz = ml_collections.FieldReference(None, field_type=str)
 
     # Loss: L = α1·L_S + α2·L_a + α3·L_v (paper §3.4).
@@ -35,7 +62,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.alpha_contrastive = 1.0
     c.alpha_audio = 1000.0
     c.alpha_visual = 100_000.0
+    # Hint shards to read, by teacher name (`python -m teachers.extract --teacher=NAME`):
+    # the first that provides `audio_hint` feeds α2, the first with `visual_hint` α3. A
+    # weight of 0 turns its teacher off. `detr_backbone` instead of `detr` trains on the
+    # paper-text variant (the DETR backbone's feature map against every element of the
+    # student's map).
     c.teachers = ("panns", "detr")
+    c.hints_dir = ml_collections.FieldReference(None, field_type=str)  # None: beside the data.
 
     c.batch_size = 128  # Global batch: contrastive negatives come from all devices.
     c.num_epochs = 100
@@ -44,6 +77,18 @@ def base_config() -> ml_collections.ConfigDict:
     c.log_every_steps = 50
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
-    c.eval_every_epochs = 10
+    c.eval_every_epochs = 10  # And after the last epoch; 0: never (--mode=eval later).
     c.eval_batch_size = 64
+
+    # Object-guided inference (paper §3.5, DESIGN §4). OG-AVC fuses the student's map with
+    # the object map of an ImageNet ResNet18 (a `teachers.convert_resnet` .npz, any width;
+    # by default the file the visual student started from; None: the OG variants are
+    # skipped, with a note): (1 − og_alpha)·AVC + og_alpha·object. OG-AVC-DETR adds the
+    # `visual_hint` map of teacher `og_detr_teacher` for the test split: (AVC + object +
+    # DETR) / 3. Empty: skipped.
+    c.object_npz = c.get_ref("init_visual_npz").identity()  # Follows it unless set.
+    c.og_alpha = 0.4
+    c.og_detr_teacher = "detr"
+    # Test ids whose maps every evaluation draws in <workdir>/pictures/ (empty: the first 4).
+    c.picture_ids = ()
     return c

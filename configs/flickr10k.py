@@ -10,6 +10,9 @@ from avkd_jax import default_config
 def get_config():
     c = default_config.base_config()
     c.dataset = "flickr_soundnet"
-    c.dataset_kwargs.train_subset = "10k"
+    # Bare names are looked up in config.metadata_dir (default <manual_dir>/metadata);
+    # any other list file may be given as a path.
+    c.dataset_kwargs.train_list = "flickr_10k.txt"
+    c.dataset_kwargs.test_list = "flickr_test.csv"
     c.eval_format = "flickr"
     return c

@@ -10,6 +10,10 @@ from avkd_jax import default_config
 def get_config():
     c = default_config.base_config()
     c.dataset = "vggsound"
-    c.dataset_kwargs.train_subset = "10k"
+    # Bare names are looked up in config.metadata_dir (default <manual_dir>/metadata);
+    # any other list file may be given as a path.
+    c.dataset_kwargs.train_list = "vggss_10k.txt"
+    c.dataset_kwargs.test_list = "vggss_test.csv"
+    c.dataset_kwargs.vggss_json = "vggss.json"
     c.eval_format = "vggss"
     return c

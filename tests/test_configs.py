@@ -14,11 +14,28 @@ def test_paper_configs(name):
     assert (c.image_size, c.resize_size, c.sample_rate, c.audio_seconds) == (224, 246, 22050, 3)
     assert (c.model.width, c.model.embed_dim) == (1.0, 2048)
     assert c.eval_format == ("flickr" if name.startswith("flickr") else "vggss")
+    # The EZ-VSL list files, looked up in <manual_dir>/metadata unless given as paths.
+    prefix = "flickr" if name.startswith("flickr") else "vggss"
+    size = "10k" if "10k" in name else "144k"
+    assert c.dataset_kwargs.train_list == f"{prefix}_{size}.txt"
+    assert c.dataset_kwargs.test_list == f"{prefix}_test.csv"
+    assert (c.eval_sets, c.allow_test_overlap) == ((), False)
     with pytest.raises(ValueError, match=r"config\.data_dir and config\.manual_dir"):
+        datasets.get_builder(c)
+
+
+@pytest.mark.parametrize("name", ["flickr10k", "vggs144k"])
+def test_paper_config_without_lists_names_the_field(name, tmp_path):
+    c = load_config(name)
+    c.data_dir, c.manual_dir = str(tmp_path / "tfds"), str(tmp_path / "raw")
+    with pytest.raises(
+        FileNotFoundError, match=r"config\.dataset_kwargs\.train_list=.*raw/metadata"
+    ):
         datasets.get_builder(c)
 
 
 def test_synthetic_config_is_the_default_world():
     c = load_config("synthetic")
-    assert c.dataset == "synthetic_av" and c.teachers == ()
+    # Evaluated on its own test set ('synthetic_test'), as before eval_sets existed.
+    assert c.dataset == "synthetic_av" and c.eval_sets == ()
     assert c.batch_size % 2 == 0 and c.resize_size > c.image_size

@@ -123,8 +123,10 @@ def test_annotation_round_trip_and_format(tmp_path):
         (b"<annotation><object><bbox><type>a</type><xmin>1</xmin>", "malformed XML"),
         (b"<annotation><object><name>a</name></object></annotation>", "no <bbox>"),
         (
-            b"<annotation><object><bbox><t/><xmin>1.5</xmin><ymin>2</ymin><xmax>3</xmax>"
-            b"<ymax>4</ymax></bbox></object></annotation>",
+            (
+                b"<annotation><object><bbox><t/><xmin>1.5</xmin><ymin>2</ymin><xmax>3</xmax>"
+                b"<ymax>4</ymax></bbox></object></annotation>"
+            ),
             r"<xmin>: '1\.5' is not an integer",
         ),
         (
@@ -132,8 +134,10 @@ def test_annotation_round_trip_and_format(tmp_path):
             "has 3 coordinate",
         ),
         (
-            b"<annotation><object><bbox><t/><a>1</a><b>2</b><c></c><d>4</d></bbox></object>"
-            b"</annotation>",
+            (
+                b"<annotation><object><bbox><t/><a>1</a><b>2</b><c></c><d>4</d></bbox></object>"
+                b"</annotation>"
+            ),
             "'' is not an integer",
         ),
         (b"", "empty"),
@@ -173,7 +177,7 @@ def test_load_audio_long_mono_int16_is_bit_exact_centre(tmp_path, fmt):
 @pytest.mark.parametrize("seconds_in", [1.0, 0.7])
 def test_load_audio_short_clip_is_tiled(tmp_path, seconds_in):
     rng = np.random.default_rng(1)
-    x = _random_pcm(rng, int(round(seconds_in * SR)))
+    x = _random_pcm(rng, round(seconds_in * SR))
     p = tmp_path / "short.wav"
     sf.write(p, x, SR, subtype="PCM_16")
     y = fl.load_audio(p)

@@ -1,6 +1,31 @@
-"""TFDS builders, and `get_builder(config)`: the one place a config becomes a dataset."""
+"""TFDS builders, and `get_builder(config)` / `get_eval_sets(config)`: the one place a config
+becomes a dataset.
 
+Kept free of TensorFlow at import time: the builder modules are imported on first use.
+"""
+
+import collections
 import os
+
+# (builder, split, ground-truth format of DESIGN §4) of one evaluation set.
+EvalSet = collections.namedtuple("EvalSet", ["builder", "split", "fmt"])
+
+
+def _data_dir(config, default=None) -> str:
+    return os.path.abspath(os.path.expanduser(config.data_dir or default))
+
+
+def _real_builder(source, config):
+    """The TFDS builder of a real dataset's `sources.DatasetSource` (not prepared yet)."""
+    # Imported on use: the builders pull in TensorFlow.
+    from avkd_jax.datasets import av_builder, flickr_soundnet, sources, vggsound
+
+    cls = {sources.FLICKR: flickr_soundnet.FlickrSoundnet, sources.VGGSOUND: vggsound.Vggsound}
+    return cls[source.dataset](
+        config=av_builder.make_config(source, config.sample_rate, config.audio_seconds),
+        data_dir=_data_dir(config),
+        workers=config.get("prepare_workers") or 0,
+    )
 
 
 def get_builder(config):
@@ -8,6 +33,7 @@ def get_builder(config):
 
     Raises:
       ValueError: a real dataset without `data_dir` / `manual_dir`, or an unknown name.
+      FileNotFoundError: a list or annotation file the config names is not there.
     """
     name = config.dataset
     if name == "synthetic_av":
@@ -21,8 +47,7 @@ def get_builder(config):
             sample_rate=config.sample_rate,
             audio_seconds=config.audio_seconds,
         )
-        data_dir = os.path.abspath(os.path.expanduser(config.data_dir or "data"))
-        return synthetic_av.SyntheticAv(config=builder_config, data_dir=data_dir)
+        return synthetic_av.SyntheticAv(config=builder_config, data_dir=_data_dir(config, "data"))
     if name in ("flickr_soundnet", "vggsound"):
         missing = [f"config.{k}" for k in ("data_dir", "manual_dir") if not config.get(k)]
         if missing:
@@ -31,11 +56,49 @@ def get_builder(config):
                 f"(e.g. --config.data_dir=/path/to/tfds --config.manual_dir=/path/to/{name}); "
                 "see the README's 'Real data' section."
             )
-        raise NotImplementedError(
-            f"The {name} TFDS builder is not part of this release yet (issue #3): only "
-            "config 'synthetic.py' can train today."
-        )
+        from avkd_jax.datasets import sources
+
+        return _real_builder(sources.dataset_source(config), config)
     raise ValueError(
         f"Unknown config.dataset {name!r}: expected 'synthetic_av', "
         "'flickr_soundnet' or 'vggsound'."
     )
+
+
+def get_eval_sets(config, builder=None) -> dict:
+    """name → `EvalSet` for each set of `config.eval_sets` (empty: the dataset's own).
+
+    A set of the training dataset is `builder`'s (default `get_builder(config)`) test
+    split with `config.eval_split` / `config.eval_format`; a set of another dataset is a
+    test-only builder of it, rooted at `config.eval_manual_dirs.<name>`. Builders are
+    returned unprepared.
+
+    Raises:
+      ValueError: an unknown set name, a missing `eval_manual_dirs` entry, or
+        'synthetic_test' asked of a real-data config.
+    """
+    from avkd_jax.datasets import sources
+
+    builder = builder if builder is not None else get_builder(config)
+    out = {}
+    for name in sources.eval_set_names(config):
+        dataset, fmt = sources.EVAL_SETS[name]
+        if dataset == config.dataset:
+            out[name] = EvalSet(builder, config.eval_split, config.eval_format)
+        elif dataset == sources.SYNTHETIC:
+            raise ValueError("'synthetic_test' is evaluated by configs/synthetic.py only.")
+        else:
+            out[name] = EvalSet(
+                _real_builder(sources.eval_set_source(config, name), config), "test", fmt
+            )
+    return out
+
+
+def prepare_eval_sets(config, builder) -> dict:
+    """`get_eval_sets(config, builder)` with every set's builder prepared (built on first
+    use from its raw root, reused afterwards)."""
+    eval_sets = get_eval_sets(config, builder)
+    for s in eval_sets.values():
+        if s.builder is not builder:
+            s.builder.download_and_prepare()
+    return eval_sets

@@ -2,8 +2,9 @@
 
 The raw layout is what users download and what `synthetic_world` emits:
 
-    frames/<id>.jpg            one key frame per clip
+    frames/<id>.jpg            one key frame per clip (.jpeg, .png accepted)
     audio/<id>.wav|flac        the clip's sound
+    video/<id>.mp4             or the raw clip instead of both (read by `video`)
     Annotations/<id>.xml       test only: one box per annotator, pixels in a 256x256 frame
     <list>.txt | <list>.csv    ids ("<id>" or "<id>.png" per line; or "id,keyframe" CSV)
 
@@ -20,22 +21,30 @@ import logging
 import os
 import struct
 import xml.etree.ElementTree as ET
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 __all__ = [
-    "MediaError",
+    "AUDIO_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
     "KNOWN_MEDIA_EXTENSIONS",
-    "read_id_list",
-    "read_keyframes",
-    "parse_flickr_annotation",
-    "write_flickr_annotation",
+    "VIDEO_EXTENSIONS",
+    "MediaError",
+    "crop_or_tile",
+    "encode_jpeg",
+    "find_media",
     "flickr_annotation_bytes",
+    "float_to_pcm",
+    "image_array",
     "load_audio",
     "load_image",
-    "encode_jpeg",
+    "parse_flickr_annotation",
+    "read_id_list",
+    "read_keyframes",
+    "strip_media_extension",
+    "write_flickr_annotation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,6 +73,11 @@ KNOWN_MEDIA_EXTENSIONS = (
     ".mov",
     ".flv",
 )
+
+# The files a clip may have in each folder of the layout, in order of preference.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+AUDIO_EXTENSIONS = (".wav", ".flac")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 
 _COORD_TAGS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -99,7 +113,20 @@ def _check_file(path) -> str:
     return path
 
 
-def _strip_media_extension(name: str) -> str:
+def find_media(directory, example_id: str, extensions: Sequence[str]) -> str | None:
+    """`<directory>/<example_id><ext>` for the first ext of `extensions` that exists, else None.
+
+    Existence only: an empty or corrupt file is found here and rejected by its reader.
+    """
+    for ext in extensions:
+        path = os.path.join(os.fspath(directory), example_id + ext)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def strip_media_extension(name: str) -> str:
+    """`2432219254.png` → `2432219254`; only the KNOWN_MEDIA_EXTENSIONS are stripped."""
     lower = name.lower()
     for ext in KNOWN_MEDIA_EXTENSIONS:
         if lower.endswith(ext) and len(name) > len(ext):
@@ -155,7 +182,7 @@ def read_id_list(path) -> list[str]:
     seen: set[str] = set()
     ids: list[str] = []
     for raw in raw_ids:
-        id_ = _strip_media_extension(raw)
+        id_ = strip_media_extension(raw)
         if id_ in seen:
             continue
         seen.add(id_)
@@ -181,7 +208,7 @@ def read_keyframes(csv_path) -> dict[str, int]:
     for line_no, row in _csv_rows(path, _read_text(path)):
         if len(row) < 2 or not row[1]:
             continue
-        id_ = _strip_media_extension(row[0])
+        id_ = strip_media_extension(row[0])
         try:
             keyframe = int(row[1])
         except ValueError:
@@ -350,8 +377,6 @@ def _read_audio(path: str, sample_rate: int):
         )
     if exact:
         return x[:, 0], rate, True
-    if not np.all(np.isfinite(x)):
-        raise MediaError(path, "audio contains NaN or infinite samples")
     # Mean, not sum: a mono signal duplicated to stereo must come back unchanged.
     return x.mean(axis=1), rate, False
 
@@ -370,6 +395,44 @@ def crop_or_tile(x: np.ndarray, target: int) -> np.ndarray:
         return np.array(x[start : start + target])
     reps = int(target / n) + 1
     return np.tile(x, reps)[:target]
+
+
+def _target_samples(sample_rate: int, seconds: float) -> int:
+    target = round(sample_rate * seconds)
+    if target <= 0:
+        raise ValueError(f"sample_rate * seconds must be positive, got {sample_rate}*{seconds}")
+    return target
+
+
+def float_to_pcm(
+    x: np.ndarray, rate: int, path, sample_rate: int = 22050, seconds: float = 3.0
+) -> np.ndarray:
+    """Mono float samples at `rate` → the centre `seconds` as int16 PCM at `sample_rate`.
+
+    The one conversion every decoder (soundfile here, PyAV in `video`) ends with: soxr_hq
+    resampling (librosa) when the rates differ, the centre n = round(sample_rate * seconds)
+    samples (tiled when shorter, `crop_or_tile`), then round(clip(x, -1, 1) * 32767).
+
+    Args:
+      x: float [T] in [-1, 1], T > 0.
+      rate: its sample rate.
+      path: the file it came from, named in errors.
+    Returns:
+      np.int16 [n].
+    Raises:
+      MediaError: non-finite samples, or too few samples to resample.
+    """
+    target = _target_samples(sample_rate, seconds)
+    if not np.all(np.isfinite(x)):
+        raise MediaError(path, "audio contains NaN or infinite samples")
+    if rate != sample_rate:
+        import librosa  # slow to import; only needed off the exact path
+
+        x = librosa.resample(x, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+        if x.shape[0] == 0:
+            raise MediaError(path, f"audio too short to resample from {rate} Hz")
+    x = crop_or_tile(x, target)
+    return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
 def load_audio(path, sample_rate: int = 22050, seconds: float = 3.0) -> np.ndarray:
@@ -392,20 +455,11 @@ def load_audio(path, sample_rate: int = 22050, seconds: float = 3.0) -> np.ndarr
         or non-finite samples.
     """
     path = _check_file(path)
-    target = int(round(sample_rate * seconds))
-    if target <= 0:
-        raise ValueError(f"sample_rate * seconds must be positive, got {sample_rate}*{seconds}")
+    target = _target_samples(sample_rate, seconds)
     x, rate, exact = _read_audio(path, sample_rate)
     if exact:
         return crop_or_tile(x, target).astype(np.int16, copy=False)
-    if rate != sample_rate:
-        import librosa  # slow to import; only needed off the exact path
-
-        x = librosa.resample(x, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
-        if x.shape[0] == 0:
-            raise MediaError(path, f"audio too short to resample from {rate} Hz")
-    x = crop_or_tile(x, target)
-    return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return float_to_pcm(x, rate, path, sample_rate, seconds)
 
 
 # -------------------------------------------------------------------------------- images
@@ -451,27 +505,36 @@ def load_image(path, shorter_side: int | None = 256) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
-            img = _to_rgb(img)
-            if shorter_side is not None:
-                w, h = img.size
-                short = min(w, h)
-                if short != shorter_side:
-                    scale = shorter_side / short
-                    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-                    if w <= h:
-                        size = (shorter_side, size[1])
-                    else:
-                        size = (size[0], shorter_side)
-                    img = img.resize(size, Image.Resampling.BICUBIC)
-            arr = np.asarray(img, dtype=np.uint8)
+            arr = image_array(ImageOps.exif_transpose(img), shorter_side)
     except UnidentifiedImageError:
         raise MediaError(path, "not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise MediaError(path, f"cannot decode image ({e})") from None
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise MediaError(path, f"decoded to unexpected shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    return arr
+
+
+def image_array(img: Image.Image, shorter_side: int | None = 256) -> np.ndarray:
+    """A decoded PIL image → RGB uint8 [H, W, 3], shorter side resized to `shorter_side`.
+
+    Resizing is PIL bicubic, aspect kept (long side = round(long * s / short)); none when
+    the shorter side already equals `shorter_side` or it is None. Shared by `load_image`
+    and the video frame reader so frames and videos become the same pixels.
+    """
+    img = _to_rgb(img)
+    if shorter_side is not None:
+        w, h = img.size
+        short = min(w, h)
+        if short != shorter_side:
+            scale = shorter_side / short
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            if w <= h:
+                size = (shorter_side, size[1])
+            else:
+                size = (size[0], shorter_side)
+            img = img.resize(size, Image.Resampling.BICUBIC)
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
 def encode_jpeg(array: np.ndarray, quality: int = 95) -> bytes:

@@ -9,17 +9,18 @@ the evaluation uses for the audio-blind baseline and the audio-swap score.
 """
 
 import dataclasses
-import io
+import functools
 import json
 import os
 import subprocess
 import sys
 
-from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from avkd_jax.datasets import av_builder
 from avkd_jax.datasets import flickr_layout
+from avkd_jax.datasets import raw_examples
 from avkd_jax.datasets import synthetic_world
 
 
@@ -121,38 +122,42 @@ class SyntheticAv(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, root, split):
         cfg = self.builder_config
+        common = {"sample_rate": cfg.sample_rate, "audio_seconds": cfg.audio_seconds}
         if split == "train":
             ids = flickr_layout.read_id_list(os.path.join(root, "train.txt"))
             scenes = {}
+            tasks = [raw_examples.ExampleTask(i, root, **common) for i in ids]
         else:
             ids = flickr_layout.read_id_list(os.path.join(root, "test.csv"))
             with open(os.path.join(root, "scenes.json")) as f:
                 scenes = json.load(f)
-        skipped = 0
-        for example_id in ids:
-            try:
-                example = self._example(root, example_id, scenes.get(example_id), cfg)
-            except flickr_layout.MediaError as e:
-                # Reported and skipped, never zero-filled.
-                logging.error("synthetic_av/%s: skipping %s: %s", split, example_id, e)
-                skipped += 1
-                continue
-            yield example_id, example
-        if skipped:
-            logging.warning("synthetic_av/%s: skipped %d of %d ids", split, skipped, len(ids))
+            tasks = [
+                raw_examples.ExampleTask(
+                    i,
+                    root,
+                    box_format="flickr",
+                    annotation=os.path.join(root, "Annotations", f"{i}.xml"),
+                    **common,
+                )
+                for i in ids
+            ]
+        # Bad clips are reported, listed in skipped-<split>.tsv and skipped, never zero-filled.
+        yield from av_builder.write_split(
+            "synthetic_av",
+            split,
+            tasks,
+            self.data_dir,
+            read_fn=functools.partial(self._example, scenes=scenes),
+            to_features=self._features,
+        )
 
     @staticmethod
-    def _example(root, example_id, scene, cfg):
-        image = flickr_layout.load_image(os.path.join(root, "frames", f"{example_id}.jpg"))
-        pcm = flickr_layout.load_audio(
-            os.path.join(root, "audio", f"{example_id}.wav"), cfg.sample_rate, cfg.audio_seconds
-        )
-        boxes, objects = [], []
-        swap_audio, swap_index = np.zeros([0], np.int16), -1
+    def _example(task, scenes):
+        """`raw_examples.read_example` plus the scene's objects and audio-swap clip."""
+        example = raw_examples.read_example(task)
+        scene = scenes.get(task.example_id)
+        objects, swap_audio, swap_index = [], np.zeros([0], np.int16), -1
         if scene is not None:
-            boxes = flickr_layout.parse_flickr_annotation(
-                os.path.join(root, "Annotations", f"{example_id}.xml")
-            )
             objects = [
                 {"bbox": box_to_bbox(o["box"]), "label": o["cls"], "sounding": bool(o["sounding"])}
                 for o in scene["objects"]
@@ -160,17 +165,18 @@ class SyntheticAv(tfds.core.GeneratorBasedBuilder):
             if scene.get("swap_index") is not None:
                 swap_index = int(scene["swap_index"])
                 swap_audio = flickr_layout.load_audio(
-                    os.path.join(root, "audio_swap", f"{example_id}.wav"),
-                    cfg.sample_rate,
-                    cfg.audio_seconds,
+                    os.path.join(task.root, "audio_swap", f"{task.example_id}.wav"),
+                    task.sample_rate,
+                    task.audio_seconds,
                 )
+        example.update(objects=objects, swap_audio=swap_audio, swap_index=swap_index)
+        return example
+
+    @staticmethod
+    def _features(example):
         return {
-            "id": example_id,
-            "image": io.BytesIO(flickr_layout.encode_jpeg(image)),
-            "audio": pcm,
-            "boxes": [box_to_bbox(b) for b in boxes],
-            "annotators": np.arange(len(boxes), dtype=np.int32),
-            "objects": objects,
-            "swap_audio": swap_audio,
-            "swap_index": swap_index,
+            **av_builder.core_example(example),
+            "objects": example["objects"],
+            "swap_audio": example["swap_audio"],
+            "swap_index": example["swap_index"],
         }

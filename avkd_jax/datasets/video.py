@@ -1,0 +1,206 @@
+"""A clip's frame and sound from a raw video file (`video/<id>.mp4`), decoded with PyAV.
+
+The frame is the one whose timestamp is nearest the middle of the video stream (or the
+`keyframe`-th frame, counted from 0 in presentation order, when the Flickr test csv gives
+one); the sound is the first audio stream, mixed to mono and reduced to the centre 3 s
+at 22,050 Hz by the same code that reads `audio/*.wav` (`flickr_layout.float_to_pcm`),
+so a clip gives the same example whether it arrives as a video or pre-extracted.
+
+Every failure is a `MediaError` naming the file: no such stream, undecodable data, a
+keyframe past the last frame, a stream that decodes to nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avkd_jax.datasets import flickr_layout
+from avkd_jax.datasets.flickr_layout import MediaError
+
+__all__ = ["load_video_audio", "load_video_frame"]
+
+
+def _av():
+    import av  # ffmpeg inside: import on first use, as soundfile and librosa are
+
+    return av
+
+
+def _decode_errors():
+    av = _av()
+    return (av.error.FFmpegError, OSError, ValueError, EOFError)
+
+
+def _open(path: str):
+    av = _av()
+    try:
+        return av.open(path, mode="r")
+    except _decode_errors() as e:
+        raise MediaError(path, f"cannot open video ({e})") from None
+
+
+def _stream_middle(path: str) -> float | None:
+    """The middle of the first video stream in seconds: start + duration / 2.
+
+    The duration is the stream's own (mp4 headers), else the span of its packets' time
+    stamps (mkv, webm): never the container's, which an audio track may lengthen. None
+    when no packet has a timestamp.
+    """
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "no video stream")
+        stream = container.streams.video[0]
+        tb = stream.time_base
+        if stream.duration and tb:
+            start = stream.start_time or 0
+            return float((start + stream.duration / 2) * tb)
+        default = round(1 / (stream.average_rate * tb)) if stream.average_rate and tb else 0
+        lo = hi = None
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            end = packet.pts + (packet.duration or default)
+            lo = packet.pts if lo is None else min(lo, packet.pts)
+            hi = end if hi is None else max(hi, end)
+        return None if lo is None else float((lo + hi) / 2 * tb)
+
+
+def _frame_times(container, stream):
+    """Yields (seconds, frame) for every decoded frame, in presentation order."""
+    rate = float(stream.average_rate) if stream.average_rate else None
+    for index, frame in enumerate(container.decode(stream)):
+        t = frame.time
+        if t is None:
+            if rate is None:
+                raise MediaError(container.name, "video frames carry no timestamps or rate")
+            t = index / rate
+        yield float(t), frame
+
+
+def _middle_frame(container, stream, path, middle):
+    if middle is None:  # No timestamps in the packets: the decoded frames' span.
+        frames = list(_frame_times(container, stream))
+        if not frames:
+            raise MediaError(path, "video stream decodes to no frame")
+        middle = (frames[0][0] + frames[-1][0]) / 2
+        return min(frames, key=lambda tf: abs(tf[0] - middle))[1]
+    best, best_gap = None, None
+    for t, frame in _frame_times(container, stream):
+        gap = abs(t - middle)
+        if best_gap is not None and gap >= best_gap and t > middle:
+            break  # Frames only move away from the middle now; ties keep the earlier.
+        if best_gap is None or gap < best_gap:
+            best, best_gap = frame, gap
+    if best is None:
+        raise MediaError(path, "video stream decodes to no frame")
+    return best
+
+
+def _nth_frame(container, stream, path, n: int):
+    if n < 0:
+        raise MediaError(path, f"keyframe {n} is negative")
+    count = 0
+    for _, frame in _frame_times(container, stream):
+        if count == n:
+            return frame
+        count += 1
+    raise MediaError(path, f"keyframe {n} is past the clip's last frame ({count} frames)")
+
+
+def load_video_frame(path, keyframe: int | None = None, shorter_side: int | None = 256):
+    """One frame of a video as RGB with its shorter side resized to `shorter_side`.
+
+    Args:
+      path: a video file ffmpeg reads (mp4, mkv, webm, ...).
+      keyframe: None for the frame whose timestamp is nearest the middle of the video
+        stream (start + duration / 2, `_stream_middle`; the earlier frame on a tie); else
+        the 0-based index of the frame in presentation order (the Flickr test csv's
+        second column).
+      shorter_side: as `flickr_layout.load_image`.
+
+    Returns:
+      np.uint8 [H, W, 3].
+
+    Raises:
+      MediaError: missing/empty/undecodable file, no video stream, no frame, or a
+        keyframe past the last frame.
+    """
+    path = flickr_layout._check_file(path)  # pylint: disable=protected-access
+    try:
+        # Also checks that there is a video stream.
+        middle = _stream_middle(path) if keyframe is None else None
+    except MediaError:
+        raise
+    except _decode_errors() as e:
+        raise MediaError(path, f"cannot read video ({e})") from None
+    with _open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "no video stream")
+        stream = container.streams.video[0]
+        try:
+            if keyframe is None:
+                frame = _middle_frame(container, stream, path, middle)
+            else:
+                frame = _nth_frame(container, stream, path, int(keyframe))
+            image = frame.to_image()
+        except MediaError:
+            raise
+        except _decode_errors() as e:
+            raise MediaError(path, f"cannot decode video ({e})") from None
+    return flickr_layout.image_array(image, shorter_side)
+
+
+def _exact_int16(frame, sample_rate: int) -> bool:
+    return (
+        frame.format.name in ("s16", "s16p")
+        and len(frame.layout.channels) == 1
+        and frame.sample_rate == sample_rate
+    )
+
+
+def load_video_audio(path, sample_rate: int = 22050, seconds: float = 3.0) -> np.ndarray:
+    """The centre `seconds` of a video's first audio stream as 16-bit mono PCM.
+
+    Channels are averaged to mono and the result goes through `flickr_layout.float_to_pcm`
+    (soxr resampling, centre crop or tiling, int16), exactly as `load_audio` treats a
+    wav or flac file; a 16-bit mono stream at `sample_rate` is kept bit-exact.
+
+    Returns:
+      np.int16 [round(sample_rate * seconds)].
+
+    Raises:
+      MediaError: missing/empty/undecodable file, no audio stream, no samples.
+    """
+    av = _av()
+    path = flickr_layout._check_file(path)  # pylint: disable=protected-access
+    target = round(sample_rate * seconds)
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "no audio stream")
+        stream = container.streams.audio[0]
+        # Codecs that work in whole frames (AAC) decode padding past the stream's end;
+        # the container's duration says where the sound stops.
+        length = None
+        if stream.duration and stream.time_base and stream.rate:
+            length = round(stream.duration * stream.time_base * stream.rate)
+        try:
+            frames = list(container.decode(stream))
+            if frames and all(_exact_int16(f, sample_rate) for f in frames):
+                pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
+                chunks = None
+            else:
+                # Planar float64 keeps every input format exact (s16 → v / 32768, as
+                # soundfile reads it), whatever the frames' sample format.
+                to_float = av.AudioResampler(format="dblp")
+                chunks = [c.to_ndarray() for f in frames for c in to_float.resample(f)]
+                chunks += [c.to_ndarray() for c in to_float.resample(None)]
+        except MediaError:
+            raise
+        except _decode_errors() as e:
+            raise MediaError(path, f"cannot decode audio ({e})") from None
+    if chunks is None:
+        return flickr_layout.crop_or_tile(pcm[:length], target).astype(np.int16)
+    x = np.concatenate(chunks, axis=-1).mean(axis=0)[:length] if chunks else np.zeros([0])
+    if x.shape[0] == 0:
+        raise MediaError(path, "audio stream decodes to no samples")
+    return flickr_layout.float_to_pcm(x, frames[0].sample_rate, path, sample_rate, seconds)

@@ -1,0 +1,545 @@
+"""The flickr_soundnet and vggsound builders on small raw disks written here, in every
+accepted layout and format, with every kind of bad input.
+
+Each built record is checked against an independent computation: the analytic sine at
+the centre of the clip, PIL's own resize of the source frame, the grey level that names
+a video frame, and `evaluate.gt_map` of the boxes written (for VGG-SS also the reference
+code's clip-and-paint of the raw json boxes, corrupt ones included).
+"""
+
+import json
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow_datasets as tfds
+from conftest import load_config
+from PIL import Image
+from test_video import centre_sine, grey, sine, write_clip
+
+from avkd_jax import datasets, evaluate
+from avkd_jax.datasets import av_builder, overlap, raw_examples, sources
+
+SR = 22050
+N3 = 3 * SR
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+def smooth_image(h, w, seed):
+    """A smooth RGB image: JPEG round trips stay within a few levels."""
+    small = np.random.default_rng(seed).integers(0, 256, size=(5, 5, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC))
+
+
+def write_frame(root, id_, h=48, w=64, ext="jpg", seed=0):
+    path = root / "frames" / f"{id_}.{ext}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(smooth_image(h, w, seed)).save(path, quality=95)
+    return path
+
+
+def write_audio(root, id_, rate, seconds, channels=1, ext="wav"):
+    """A 440 Hz sine (stereo: gains 1 and 0.5) as 16-bit PCM."""
+    s = sine(rate, seconds)
+    x = np.stack([s, 0.5 * s], axis=1) if channels == 2 else s
+    path = root / "audio" / f"{id_}.{ext}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x, rate, subtype="PCM_16")
+    return path
+
+
+def write_video(root, id_, ext="mkv", rate=48000, seconds=3.2, n_frames=24, fps=12):
+    (root / "video").mkdir(parents=True, exist_ok=True)
+    s = sine(rate, seconds)
+    codecs = {"mkv": ("mpeg4", "pcm_s16le"), "mp4": ("libx264", "aac")}[ext]
+    return write_clip(
+        root / "video" / f"{id_}.{ext}",
+        n_frames=n_frames,
+        fps=fps,
+        audio=(np.stack([s, 0.5 * s]), rate),
+        vcodec=codecs[0],
+        acodec=codecs[1],
+    )
+
+
+def write_xml(root, id_, boxes, by_name=True):
+    """A Flickr annotation written with ElementTree: tags by name, or unnamed children."""
+    path = root / "Annotations" / f"{id_}.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ann = ET.Element("annotation")
+    for box in boxes:
+        bbox = ET.SubElement(ET.SubElement(ann, "object"), "bbox")
+        ET.SubElement(bbox, "type").text = "sounding"
+        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
+            ET.SubElement(bbox, tag if by_name else "c").text = str(v)
+    ET.ElementTree(ann).write(path)
+    return path
+
+
+def write_lines(path, lines, newline="\n"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(newline.join(lines).encode() + newline.encode())
+    return path
+
+
+FLICKR_BOXES = {
+    "2001": [[10, 20, 120, 200], [12, 25, 118, 190], [0, 30, 140, 256]],
+    "2002": [[64, 64, 192, 192], [60, 70, 190, 200], [70, 60, 200, 180]],
+    # The second box is garbage (100000 px): dropped; the other two are kept.
+    "2005": [[30, 40, 90, 100], [10, 20, 100000, 200], [28, 38, 95, 110]],
+}
+
+
+def write_flickr_disk(root):
+    """Train and test clips of every layout and format, good and bad."""
+    write_frame(root, "1001", seed=1), write_audio(root, "1001", 16000, 3.5, 1, "wav")
+    (
+        write_frame(root, "1002", 64, 48, "png", seed=2),
+        write_audio(root, "1002", 44100, 4.0, 2, "flac"),
+    )
+    write_video(root, "1003", "mkv", rate=48000, seconds=3.2)
+    write_frame(root, "1004", seed=4), write_audio(root, "1004", SR, 1.3, 1, "wav")
+    bad_jpeg = write_frame(root, "1005", seed=5)
+    bad_jpeg.write_bytes(bad_jpeg.read_bytes()[:300])
+    write_audio(root, "1005", SR, 3.0)
+    write_frame(root, "1006", seed=6), (root / "audio" / "1006.wav").write_bytes(b"")
+    write_frame(root, "1007", seed=7)  # No audio at all.
+    write_frame(root, "1008", seed=8)
+    sf.write(root / "audio" / "1008.wav", np.zeros(0, np.int16), SR, subtype="PCM_16")
+    # Test clips: 2001 is also in the train list.
+    write_frame(root, "2001", seed=11), write_audio(root, "2001", SR, 4.0)
+    write_xml(root, "2001", FLICKR_BOXES["2001"])
+    write_video(root, "2002", "mp4", rate=44100, seconds=4.0)
+    write_xml(root, "2002", FLICKR_BOXES["2002"], by_name=False)
+    write_frame(root, "2003", seed=13), write_audio(root, "2003", SR, 3.0)
+    (root / "Annotations" / "2003.xml").write_bytes(b"<annotation><object><bbox><xmin>1")
+    write_frame(root, "2004", seed=14), write_audio(root, "2004", SR, 3.0)  # No XML.
+    write_frame(root, "2005", seed=15), write_audio(root, "2005", 48000, 3.3, 2, "flac")
+    write_xml(root, "2005", FLICKR_BOXES["2005"])
+    train = ["1001.png", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "2001"]
+    write_lines(root / "metadata" / "train.txt", train)
+    test = ["2001,0", "2002,5", "2003,0", "2004,0", "2005,0", "2006,0"]
+    write_lines(root / "metadata" / "test.csv", test, "\r\n")
+    # Under its EZ-VSL name too: what another dataset's config evaluates as 'flickr_test'.
+    write_lines(root / "metadata" / "flickr_test.csv", test, "\r\n")
+    return root
+
+
+CORRUPT = -2.8823037615171176e16
+VGGSS_ENTRIES = [
+    {"file": "ccc_000003", "class": "dog barking", "bbox": [[0.1, 0.2, 0.5, 0.9]]},
+    # A corrupt max coordinate, as in the public file: that box is dropped.
+    {
+        "file": "ddd_000004",
+        "class": "x",
+        "bbox": [[0.3, 0.4, 0.7, CORRUPT], [0.05, 0.1, 0.4, 1.02]],
+    },
+    {"file": "eee_000005", "class": "x", "bbox": [[0.6, 0.6, CORRUPT, 0.9]]},  # Left with none.
+    {"file": "fff_000006", "class": "x", "bbox": [[0.1, 0.2, 0.3]]},  # Malformed: skipped.
+    {"class": "no file name", "bbox": [[0.1, 0.1, 0.2, 0.2]]},
+    {"file": "ccc_000003", "class": "duplicate", "bbox": [[0, 0, 1, 1]]},
+]
+
+
+def write_vggsound_disk(root):
+    write_video(root, "aaa_000001", "mp4", rate=44100, seconds=4.0, n_frames=20, fps=10)
+    write_frame(root, "bbb_000002", seed=21), write_audio(root, "bbb_000002", 48000, 3.5, 2, "flac")
+    write_frame(root, "ccc_000003", seed=23), write_audio(root, "ccc_000003", SR, 3.5)
+    write_video(root, "ddd_000004", "mkv", rate=16000, seconds=3.5)
+    write_frame(root, "eee_000005", seed=25), write_audio(root, "eee_000005", SR, 3.0)
+    write_frame(root, "fff_000006", seed=26), write_audio(root, "fff_000006", SR, 3.0)
+    write_frame(root, "ggg_000007", seed=27), write_audio(root, "ggg_000007", SR, 3.0)
+    write_lines(root / "metadata" / "vggss_train.txt", ["aaa_000001", "bbb_000002", "ccc_000003"])
+    test = ["ccc_000003", "ddd_000004", "eee_000005", "fff_000006", "ggg_000007"]
+    write_lines(root / "metadata" / "vggss_test.csv", test, "\r\n")
+    (root / "metadata" / "vggss.json").write_text(json.dumps(VGGSS_ENTRIES))
+    return root
+
+
+def flickr_config(root, data_dir, **overrides):
+    c = load_config("flickr10k")
+    c.manual_dir, c.data_dir = str(root), str(data_dir)
+    c.dataset_kwargs.train_list = "train.txt"
+    c.dataset_kwargs.test_list = "test.csv"
+    for k, v in overrides.items():
+        c[k] = v
+    return c
+
+
+def vggsound_config(root, data_dir, **overrides):
+    c = load_config("vggs10k")
+    c.manual_dir, c.data_dir = str(root), str(data_dir)
+    c.dataset_kwargs.train_list = "vggss_train.txt"
+    for k, v in overrides.items():
+        c[k] = v
+    return c
+
+
+def records(builder, split):
+    ds = builder.as_dataset(split=split)
+    return {r["id"].decode(): r for r in tfds.as_numpy(ds)}
+
+
+@pytest.fixture(scope="module")
+def flickr_root(tmp_path_factory):
+    return write_flickr_disk(tmp_path_factory.mktemp("flickr_raw"))
+
+
+@pytest.fixture(scope="module")
+def vggsound_root(tmp_path_factory):
+    return write_vggsound_disk(tmp_path_factory.mktemp("vggsound_raw"))
+
+
+@pytest.fixture(scope="module")
+def flickr_built(flickr_root, tmp_path_factory):
+    config = flickr_config(flickr_root, tmp_path_factory.mktemp("tfds"))
+    builder = datasets.get_builder(config)
+    builder.download_and_prepare()
+    return config, builder
+
+
+@pytest.fixture(scope="module")
+def vggsound_built(vggsound_root, tmp_path_factory):
+    config = vggsound_config(vggsound_root, tmp_path_factory.mktemp("tfds"))
+    builder = datasets.get_builder(config)
+    builder.download_and_prepare()
+    return config, builder
+
+
+def skipped_rows(builder, split):
+    return {(r[0], r[2]): r for r in av_builder.read_skipped(builder.data_dir, split)}
+
+
+def pil_reference(path):
+    """The source frame resized with PIL directly: shorter side 256, bicubic."""
+    img = Image.open(path).convert("RGB")
+    w, h = img.size
+    size = (256, round(h * 256 / w)) if w <= h else (round(w * 256 / h), 256)
+    return np.asarray(img.resize(size, Image.Resampling.BICUBIC)).astype(np.float64)
+
+
+# -------------------------------------------------------------------------------- flickr
+
+
+def test_flickr_train_split_records(flickr_root, flickr_built):
+    _, builder = flickr_built
+    recs = records(builder, "train")
+    # 2001 is a test id (left out); 1005–1008 are bad (skipped).
+    assert sorted(recs) == ["1001", "1002", "1003", "1004"]
+    for r in recs.values():
+        assert r["audio"].dtype == np.int16 and r["audio"].shape == (N3,)
+        assert len(r["boxes"]) == 0
+    # Resampled (16 k mono wav, 44.1 k stereo flac, 48 k stereo PCM in a video): the
+    # analytic 22,050 Hz sine at the centre, channels averaged (gain 0.75), within LSBs.
+    assert np.abs(recs["1001"]["audio"] - centre_sine(56000, 16000)).max() < 6
+    assert np.abs(recs["1002"]["audio"] - centre_sine(176400, 44100, gain=0.75)).max() < 6
+    assert np.abs(recs["1003"]["audio"] - centre_sine(153600, 48000, gain=0.75)).max() < 6
+    # 1.3 s at 22,050 Hz mono: bit-exact, tiled to 3 s.
+    pcm, _ = sf.read(flickr_root / "audio" / "1004.wav", dtype="int16")
+    np.testing.assert_array_equal(recs["1004"]["audio"], np.tile(pcm, 3)[:N3])
+    # Frames: PIL's resize of the source (JPEG re-encoding costs ~1 level); video: frame 12.
+    for id_, ext in (("1001", "jpg"), ("1002", "png"), ("1004", "jpg")):
+        ref = pil_reference(flickr_root / "frames" / f"{id_}.{ext}")
+        assert recs[id_]["image"].shape == ref.shape
+        assert np.abs(recs[id_]["image"] - ref).mean() < 2.5
+    assert recs["1002"]["image"].shape == (341, 256, 3)  # Portrait 48×64.
+    assert recs["1003"]["image"].shape == (256, 341, 3)
+    assert abs(recs["1003"]["image"].mean() - grey(12)) < 4
+    with open(av_builder.ids_path(builder.data_dir, "train")) as f:
+        assert sorted(f.read().split()) == sorted(recs)
+
+
+def test_flickr_bad_train_clips_are_reported_and_skipped(flickr_root, flickr_built):
+    _, builder = flickr_built
+    rows = skipped_rows(builder, "train")
+    reasons = {i: (f, r) for (i, action), (_, f, _, r) in rows.items() if action == "skipped"}
+    assert sorted(reasons) == ["1005", "1006", "1007", "1008"]
+    assert reasons["1005"][0].endswith("frames/1005.jpg")
+    assert "cannot decode image" in reasons["1005"][1] or "truncated" in reasons["1005"][1]
+    assert reasons["1006"] == (str(flickr_root / "audio" / "1006.wav"), "file is empty (0 bytes)")
+    assert reasons["1007"][0] == str(flickr_root / "audio" / "1007.wav")
+    assert reasons["1007"][1].startswith("missing: no audio/1007{.wav,.flac}")
+    assert reasons["1008"][1] == "audio has 0 samples"
+    assert builder.info.splits["train"].num_examples == 4
+
+
+def test_flickr_test_split_boxes_keyframe_and_bad_annotations(flickr_root, flickr_built):
+    _, builder = flickr_built
+    recs = records(builder, "test")
+    assert sorted(recs) == ["2001", "2002", "2005"]
+    kept = {
+        "2001": FLICKR_BOXES["2001"],
+        "2002": FLICKR_BOXES["2002"],
+        "2005": [FLICKR_BOXES["2005"][0], FLICKR_BOXES["2005"][2]],
+    }
+    for id_, r in recs.items():
+        batch = {"boxes": r["boxes"][None], "num_boxes": np.array([len(r["boxes"])])}
+        np.testing.assert_array_equal(
+            evaluate.gt_map_of(batch, 0, "flickr"), evaluate.gt_map(kept[id_], "flickr")
+        )
+    np.testing.assert_array_equal(recs["2005"]["annotators"], [0, 2])
+    np.testing.assert_array_equal(recs["2001"]["annotators"], [0, 1, 2])
+    # The video clip: the csv's keyframe 5, not the middle frame; AAC sound, centred.
+    assert abs(recs["2002"]["image"].mean() - grey(5)) < 4
+    ref = centre_sine(176400, 44100, gain=0.75)
+    assert np.corrcoef(recs["2002"]["audio"].astype(float), ref)[0, 1] > 0.998
+    rows = skipped_rows(builder, "test")
+    assert rows[("2003", "skipped")][3].startswith("malformed XML")
+    assert rows[("2004", "skipped")][1] == str(flickr_root / "Annotations" / "2004.xml")
+    assert rows[("2006", "skipped")][3].startswith("missing: no frames/2006")
+    dropped = rows[("2005", "box dropped")]
+    assert dropped[1] == str(flickr_root / "Annotations" / "2005.xml")
+    assert "box #2 [10, 20, 100000, 200]" in dropped[3]
+
+
+def test_config_name_follows_the_lists(flickr_root, tmp_path):
+    base = datasets.get_builder(flickr_config(flickr_root, tmp_path)).builder_config.name
+    assert base.startswith("train-test-")
+    # Same ids with CRLF and a media suffix: the same content, the same prepared shards.
+    same = write_lines(
+        tmp_path / "m" / "train.txt",
+        (flickr_root / "metadata" / "train.txt").read_text().replace("1002", "1002.jpg").split(),
+        "\r\n",
+    )
+    c = flickr_config(flickr_root, tmp_path, metadata_dir=str(same.parent))
+    c.dataset_kwargs.test_list = str(flickr_root / "metadata" / "test.csv")
+    assert datasets.get_builder(c).builder_config.name == base
+    # One id fewer, or the test ids kept: another name.
+    write_lines(same, ["1001", "1002", "1003"])
+    assert datasets.get_builder(c).builder_config.name != base
+    kept = flickr_config(flickr_root, tmp_path, allow_test_overlap=True)
+    assert datasets.get_builder(kept).builder_config.name != base
+    src = sources.dataset_source(kept)
+    assert "2001" in src.train.ids and not src.train.dropped
+
+
+def test_allowed_overlap_is_built_and_refused_at_training_start(flickr_root, tmp_path):
+    config = flickr_config(flickr_root, tmp_path, allow_test_overlap=True)
+    builder = datasets.get_builder(config)
+    builder.download_and_prepare()
+    assert "2001" in records(builder, "train")
+    sets = datasets.prepare_eval_sets(config, builder)
+    assert list(sets) == ["flickr_test"] and sets["flickr_test"].builder is builder
+    found = overlap.check_train_test_overlap(builder, "train", sets, allow=True)
+    assert found == {"flickr_test": ["2001"]}
+    with pytest.raises(ValueError, match=r"1 with flickr_test \(e\.g\. 2001\).*allow_test_overlap"):
+        overlap.check_train_test_overlap(builder, "train", sets, allow=False)
+
+
+def test_interrupted_build_restarts_and_finishes(flickr_root, flickr_built, tmp_path, monkeypatch):
+    from avkd_jax.datasets import flickr_layout
+
+    config = flickr_config(flickr_root, tmp_path)
+    calls, real = [], flickr_layout.load_audio
+
+    def dies_on_the_third_clip(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # As a Ctrl-C or a kill in the middle of the split.
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flickr_layout, "load_audio", dies_on_the_third_clip)
+    builder = datasets.get_builder(config)
+    with pytest.raises(KeyboardInterrupt):
+        builder.download_and_prepare()
+    assert not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json"))
+    # A process killed outright leaves its temporary folder behind; the restart ignores it.
+    stale = os.path.join(os.path.dirname(builder.data_dir), "incomplete.1234.1.0.0")
+    os.makedirs(stale)
+    monkeypatch.setattr(flickr_layout, "load_audio", real)
+    builder = datasets.get_builder(config)
+    builder.download_and_prepare()
+    _, clean = flickr_built
+    for split in ("train", "test"):
+        a, b = records(builder, split), records(clean, split)
+        assert sorted(a) == sorted(b)
+        for id_ in a:
+            np.testing.assert_array_equal(a[id_]["audio"], b[id_]["audio"])
+            np.testing.assert_array_equal(a[id_]["image"], b[id_]["image"])
+            np.testing.assert_array_equal(a[id_]["boxes"], b[id_]["boxes"])
+
+
+def test_threaded_reading_gives_the_serial_results(flickr_built):
+    config, _ = flickr_built
+    source = sources.dataset_source(config)
+    tasks = (
+        sources.split_tasks(source.train, SR, 3.0)[0] + sources.split_tasks(source.test, SR, 3.0)[0]
+    )
+    serial = list(raw_examples.read_many(tasks, workers=0))
+    threaded = list(raw_examples.read_many(tasks, workers=3))
+    assert [t.example_id for t, _ in threaded] == [t.example_id for t in tasks]
+    for (_, a), (_, b) in zip(serial, threaded):
+        assert type(a) is type(b)
+        if isinstance(a, dict):
+            assert a["image"] == b["image"]
+            np.testing.assert_array_equal(a["audio"], b["audio"])
+        else:
+            assert (a.path, a.reason) == (b.path, b.reason)
+
+
+# ------------------------------------------------------------------------------ vggsound
+
+
+def reference_vggss_gt(boxes):
+    """The reference test code's map: every box clipped to [0, 1], ×224, int, painted."""
+    gt = np.zeros([224, 224])
+    for box in boxes:
+        xmin, ymin, xmax, ymax = (np.clip(np.array(box), 0, 1) * 224).astype(int)
+        gt[ymin:ymax, xmin:xmax] = 1
+    return gt
+
+
+def test_vggsound_build(vggsound_root, vggsound_built):
+    _, builder = vggsound_built
+    train = records(builder, "train")
+    assert sorted(train) == ["aaa_000001", "bbb_000002"]  # ccc_000003 is a test id.
+    assert abs(train["aaa_000001"]["image"].mean() - grey(10)) < 4  # 20 frames at 10 fps.
+    ref = centre_sine(176400, 44100, gain=0.75)
+    assert np.corrcoef(train["aaa_000001"]["audio"].astype(float), ref)[0, 1] > 0.998
+    assert np.abs(train["bbb_000002"]["audio"] - centre_sine(168000, 48000, gain=0.75)).max() < 6
+
+    test = records(builder, "test")
+    assert sorted(test) == ["ccc_000003", "ddd_000004", "eee_000005"]
+    raw = {e["file"]: e["bbox"] for e in VGGSS_ENTRIES[:4]}
+    for id_, r in test.items():
+        batch = {"boxes": r["boxes"][None], "num_boxes": np.array([len(r["boxes"])])}
+        gt = evaluate.gt_map_of(batch, 0, "vggss")
+        # Dropping a box whose max coordinate is -2.9e16 gives the reference's own map:
+        # it clips that coordinate to 0, so the box paints nothing.
+        np.testing.assert_array_equal(gt, reference_vggss_gt(raw[id_]))
+    assert len(test["ddd_000004"]["boxes"]) == 1 and len(test["eee_000005"]["boxes"]) == 0
+    np.testing.assert_allclose(test["ddd_000004"]["boxes"], [[0.1, 0.05, 1.0, 0.4]], rtol=1e-6)
+    assert np.abs(test["ddd_000004"]["audio"] - centre_sine(56000, 16000, gain=0.75)).max() < 6
+
+    rows = av_builder.read_skipped(builder.data_dir, "test")
+    json_path = str(vggsound_root / "metadata" / "vggss.json")
+    skipped = {r[0]: r for r in rows if r[2] == "skipped"}
+    assert sorted(skipped) == ["fff_000006", "ggg_000007"]
+    assert (
+        skipped["fff_000006"][1] == json_path
+        and "not a list of 4 numbers" in skipped["fff_000006"][3]
+    )
+    assert skipped["ggg_000007"][3] == "no entry for ggg_000007"
+    dropped = sorted(r[0] for r in rows if r[2] == "box dropped")
+    assert dropped == ["ddd_000004", "eee_000005"]
+    notes = [r[3] for r in rows if r[2] == "noted"]
+    assert any("no 'file' name" in n for n in notes)
+    assert any("duplicate entry for ccc_000003" in n for n in notes)
+    assert any(r[0] == "eee_000005" and "no usable box" in r[3] for r in rows)
+
+
+def test_cross_dataset_eval_sets(
+    flickr_root, vggsound_root, flickr_built, vggsound_built, tmp_path
+):
+    config, builder = flickr_built
+    config = config.copy_and_resolve_references()
+    config.eval_sets = ("flickr_test", "vggss_test")
+    with pytest.raises(ValueError, match=r"config\.eval_manual_dirs\.vggss_test"):
+        datasets.get_eval_sets(config, builder)
+    config.eval_manual_dirs.vggss_test = str(vggsound_root)
+    config.metadata_dir = str(flickr_root / "metadata")  # Lists of both: a folder each here.
+    config.dataset_kwargs.train_list = str(flickr_root / "metadata" / "train.txt")
+    # The vggss_test list is looked up in its own root's metadata/.
+    sets = datasets.prepare_eval_sets(config, datasets.get_builder(config))
+    assert [(n, s.split, s.fmt) for n, s in sets.items()] == [
+        ("flickr_test", "test", "flickr"),
+        ("vggss_test", "test", "vggss"),
+    ]
+    from avkd_jax import train
+
+    mesh = train.create_mesh()
+    results = {
+        n: evaluate.evaluate_split(None, {}, s.builder, config, mesh, s.split, True, s.fmt)
+        for n, s in sets.items()
+    }
+    centre = evaluate.normalize_map(evaluate.centre_prior_map())
+    kept_flickr = [
+        FLICKR_BOXES["2001"],
+        FLICKR_BOXES["2002"],
+        [FLICKR_BOXES["2005"][0], FLICKR_BOXES["2005"][2]],
+    ]
+    raw = {e["file"]: e["bbox"] for e in VGGSS_ENTRIES[:3]}
+    expected = {
+        "flickr_test": [
+            evaluate.sample_ciou(centre, evaluate.gt_map(b, "flickr")) for b in kept_flickr
+        ],
+        "vggss_test": [evaluate.sample_ciou(centre, reference_vggss_gt(b)) for b in raw.values()],
+    }
+    for name, cious in expected.items():
+        assert results[name]["centre_prior"] == pytest.approx(evaluate.summarize(cious), rel=1e-12)
+    text = evaluate.write_results(str(tmp_path), results, 7)
+    with open(tmp_path / "results.json") as f:
+        data = json.load(f)
+    assert data["step"] == 7 and list(data["sets"]) == ["flickr_test", "vggss_test"]
+    assert data["sets"]["vggss_test"]["centre_prior"]["n"] == 3
+    assert "## flickr_test" in text and "## vggss_test" in text
+
+
+def test_config_errors_name_the_field(flickr_root, tmp_path):
+    c = flickr_config(flickr_root, tmp_path)
+    c.dataset_kwargs.train_list = "nope.txt"
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"config\.dataset_kwargs\.train_list='nope\.txt' not found in .*metadata",
+    ):
+        datasets.get_builder(c)
+    c = flickr_config(flickr_root, tmp_path, eval_sets=("imagenet",))
+    with pytest.raises(ValueError, match="Unknown eval set 'imagenet'"):
+        datasets.get_eval_sets(c)
+    c = flickr_config(flickr_root, tmp_path, eval_sets=("synthetic_test",))
+    with pytest.raises(ValueError, match="synthetic"):
+        datasets.get_eval_sets(c)
+    empty = tmp_path / "empty_root"
+    (empty / "metadata").mkdir(parents=True)
+    for name in ("train.txt", "test.csv"):
+        (empty / "metadata" / name).write_bytes((flickr_root / "metadata" / name).read_bytes())
+    with pytest.raises(ValueError, match="none of the 8 listed clips could be read"):
+        datasets.get_builder(flickr_config(empty, tmp_path / "tfds")).download_and_prepare()
+
+
+def test_vggss_json_errors(tmp_path):
+    from avkd_jax.datasets import vggss_annotations
+    from avkd_jax.datasets.flickr_layout import MediaError
+
+    bad = tmp_path / "vggss.json"
+    bad.write_text('[{"file": "a", "bbox": [[0, 0, 1, 1]]}')
+    with pytest.raises(MediaError, match="not valid JSON") as info:
+        vggss_annotations.read_vggss_json(bad)
+    assert info.value.path == str(bad)
+    bad.write_text('{"file": "a"}')
+    with pytest.raises(MediaError, match="expected a list"):
+        vggss_annotations.read_vggss_json(bad)
+    bad.write_text(
+        '[{"file": "a.mp4", "bbox": [[0, 0, 1, NaN], [0, "x", 1, 1]]}, {"file": "b", "bbox": [[0, 0, 1, NaN]]}]'
+    )
+    ann = vggss_annotations.read_vggss_json(bad)
+    assert "a" in ann.malformed and "'x'" in ann.malformed["a"]
+    # NaN is a number: judged (and dropped) by clean_boxes, not here.
+    boxes, index, notes = raw_examples.clean_boxes(ann.boxes["b"], "vggss", str(bad))
+    assert boxes.shape == (0, 4) and len(index) == 0 and "corrupt" in notes[0][1]
+
+
+@pytest.mark.slow
+def test_training_on_a_real_layout_evaluates_both_sets(flickr_root, vggsound_root, tmp_path):
+    from avkd_jax import train
+
+    c = flickr_config(flickr_root, tmp_path / "tfds")
+    c.eval_sets = ("flickr_test", "vggss_test")
+    c.eval_manual_dirs.vggss_test = str(vggsound_root)
+    # The tiny sizes of conftest.tiny_config: seconds on 2 cores.
+    c.image_size, c.resize_size, c.audio_seconds = 64, 70, 0.5
+    c.model.width, c.model.embed_dim = 0.125, 16
+    c.teachers, c.alpha_audio, c.alpha_visual = (), 0.0, 0.0
+    c.batch_size, c.num_epochs, c.eval_batch_size = 2, 1, 2
+    c.log_every_steps = c.checkpoint_every_steps = 1
+    results = train.train_and_evaluate(c, str(tmp_path / "run"))
+    with open(tmp_path / "run" / "results.json") as f:
+        data = json.load(f)
+    assert data["step"] == 2 and list(data["sets"]) == ["flickr_test", "vggss_test"]
+    for name in ("flickr_test", "vggss_test"):
+        assert {"AVC", "untrained", "centre_prior"} <= set(data["sets"][name])
+        assert data["sets"][name]["AVC"]["n"] == 3
+        assert results[name]["AVC"]["ciou"] == data["sets"][name]["AVC"]["ciou"]

@@ -1,0 +1,135 @@
+"""The public EZ-VSL metadata files (read where `<repo>/../shared/metadata` has them):
+the overlap the builders leave out and the report prints, against direct set arithmetic,
+and vggss.json's corrupt boxes against the reference code's ground truth."""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+import pytest
+from conftest import REPO, load_config
+
+from avkd_jax import evaluate
+from avkd_jax.datasets import raw_examples, report, sources, vggss_annotations
+
+META = REPO.parent / "shared" / "metadata"
+pytestmark = pytest.mark.skipif(not META.is_dir(), reason=f"{META} is not here")
+
+
+def list_ids(name):
+    """Ids of a list read directly: first csv column, '.png' suffix removed."""
+    out = []
+    for line in (META / name).read_text().splitlines():
+        first = line.strip().split(",")[0]
+        if first:
+            out.append(first.removesuffix(".png"))
+    return out
+
+
+def real_config(name, tmp_path, **overrides):
+    c = load_config(name)
+    c.manual_dir = str(tmp_path / "raw")  # No clip on disk: only the lists are read.
+    c.data_dir = str(tmp_path / "tfds")
+    c.metadata_dir = str(META)
+    for k, v in overrides.items():
+        c[k] = v
+    return c
+
+
+PAPER = [
+    ("flickr10k", "flickr_10k.txt", "flickr_test.csv", "flickr_test"),
+    ("flickr144k", "flickr_144k.txt", "flickr_test.csv", "flickr_test"),
+    ("vggs10k", "vggss_10k.txt", "vggss_test.csv", "vggss_test"),
+    ("vggs144k", "vggss_144k.txt", "vggss_test.csv", "vggss_test"),
+]
+
+
+@pytest.mark.parametrize("name,train_list,test_list,own", PAPER)
+def test_overlap_of_the_public_lists(name, train_list, test_list, own, tmp_path):
+    train, test = list_ids(train_list), list_ids(test_list)
+    direct = set(train) & set(test)
+    c = real_config(name, tmp_path, eval_sets=("flickr_test", "vggss_test"))
+    src = sources.dataset_source(c)
+    assert src.train.dropped == direct
+    assert src.train.ids == [i for i in train if i not in direct]
+    overlaps = report.eval_overlaps(c, src.train.listed)
+    assert set(overlaps[own]["overlap"]) == direct and overlaps[own]["size"] == len(set(test))
+    other = "vggss_test" if own == "flickr_test" else "flickr_test"
+    other_ids = list_ids("flickr_test.csv" if other == "flickr_test" else "vggss_test.csv")
+    assert set(overlaps[other]["overlap"]) == set(train) & set(other_ids) == set()
+    if name == "vggs144k":
+        # The README states it: thousands of VGG-SS test clips are in the 144k train list.
+        assert len(direct) > 3000
+        assert f"{len(direct):,}" in (REPO / "README.md").read_text()
+    # Kept with allow_test_overlap: a different build.
+    kept = sources.dataset_source(real_config(name, tmp_path, allow_test_overlap=True))
+    assert kept.train.ids == train and not kept.train.dropped
+    if direct:
+        assert kept.config_name(22050, 3.0) != src.config_name(22050, 3.0)
+
+
+def test_flickr_test_lists(tmp_path):
+    src = sources.dataset_source(real_config("flickr10k", tmp_path))
+    rows = [line.split(",") for line in (META / "flickr_test.csv").read_text().split()]
+    assert list(src.test.listed) == [r[0] for r in rows] and len(rows) == 249
+    assert src.test.keyframes == {r[0]: int(r[1]) for r in rows}
+    c = real_config("flickr10k", tmp_path)
+    c.dataset_kwargs.test_list = "flickr_test_list_senocak.txt"  # The original 250.
+    senocak = sources.dataset_source(c).test
+    assert len(senocak.listed) == 250 and not senocak.keyframes
+    assert set(senocak.listed) - set(src.test.listed) == {"3908875357"}
+
+
+def reference_gt(boxes):
+    """The reference test code: every box clipped to [0, 1], ×224, int, painted."""
+    gt = np.zeros([224, 224])
+    for box in boxes:
+        xmin, ymin, xmax, ymax = (np.clip(np.array(box), 0, 1) * 224).astype(int)
+        gt[ymin:ymax, xmin:xmax] = 1
+    return gt
+
+
+def test_vggss_json_corrupt_boxes_keep_the_reference_ground_truth():
+    entries = json.loads((META / "vggss.json").read_text())
+    ann = vggss_annotations.read_vggss_json(META / "vggss.json")
+    assert len(ann.boxes) == len(entries) == 5158 and not ann.malformed and not ann.notes
+    corrupt = [
+        (e["file"], k)
+        for e in entries
+        for k, b in enumerate(e["bbox"])
+        if not all(math.isfinite(c) and -1 <= c <= 2 for c in b)
+    ]
+    dropped, empty = [], []
+    for e in entries:
+        boxes, index, notes = raw_examples.clean_boxes(ann.boxes[e["file"]], "vggss", "vggss.json")
+        dropped += [(e["file"], k) for k in range(len(e["bbox"])) if k not in index]
+        assert len(notes) == len(e["bbox"]) - len(index)
+        if len(boxes) == 0:
+            empty.append(e["file"])
+        # What the builder stores (clipped yxyx) paints what the reference paints from
+        # the raw entry, corrupt boxes included: every corrupt value is a max coordinate,
+        # which the reference clips to 0, so those boxes paint nothing there either.
+        xyxy = boxes[:, [1, 0, 3, 2]].astype(np.float64)
+        np.testing.assert_array_equal(evaluate.gt_map(xyxy, "vggss"), reference_gt(e["bbox"]))
+    assert dropped == corrupt and len({f for f, _ in corrupt}) >= 10
+    # One entry has nothing but a corrupt box: kept with no box, it scores cIoU 0 in the
+    # reference and here alike.
+    assert empty == [
+        f for f in ann.boxes if all((f, k) in corrupt for k in range(len(ann.boxes[f])))
+    ]
+
+
+def test_report_on_the_public_vggs10k_lists(tmp_path):
+    c = real_config("vggs10k", tmp_path, eval_sets=("vggss_test", "flickr_test"))
+    numbers, text = report.build_report(c, str(tmp_path / "report"), decode=False)
+    train, test = list_ids("vggss_10k.txt"), list_ids("vggss_test.csv")
+    direct = set(train) & set(test)
+    t = numbers["splits"]["train"]
+    assert (t["listed"], len(t["left_out"]), t["found"]) == (len(train), len(direct), 0)
+    assert len({r[0] for r in t["missing"]}) == len(train) - len(direct)
+    assert numbers["splits"]["test"]["found"] == 0
+    assert f"vggss_test: {len(direct)} of its {len(set(test))} ids are in the train list" in text
+    assert pathlib.Path(tmp_path / "report" / "overlap-vggss_test.txt").read_text().split() == [
+        i for i in dict.fromkeys(test) if i in direct
+    ]
