@@ -47,6 +47,14 @@ def contrastive_loss(sim_maps) -> jnp.ndarray:
     return audio_to_image + image_to_audio
 
 
+def _mse(student, teacher, what: str) -> jnp.ndarray:
+    s = jnp.asarray(student).astype(jnp.float32)
+    t = jnp.asarray(teacher).astype(jnp.float32)
+    if s.shape != t.shape:
+        raise ValueError(f"{what} {t.shape} does not match the student's {s.shape}")
+    return jnp.mean(jnp.square(s - t))
+
+
 def audio_hint_loss(audio_emb, teacher_emb) -> jnp.ndarray:
     """Mean squared error to the audio teacher's embedding.
 
@@ -56,9 +64,7 @@ def audio_hint_loss(audio_emb, teacher_emb) -> jnp.ndarray:
     Returns:
       scalar float32, mean over all B * D elements.
     """
-    a = jnp.asarray(audio_emb).astype(jnp.float32)
-    e = jnp.asarray(teacher_emb).astype(jnp.float32)
-    return jnp.mean(jnp.square(a - e))
+    return _mse(audio_emb, teacher_emb, "audio hint")
 
 
 def _source_index(in_size: int, out_size: int, align_corners: bool):
@@ -136,3 +142,16 @@ def visual_hint_loss(visual_maps, hint) -> jnp.ndarray:
     per_sample = jnp.mean(jnp.square(m - d), axis=(1, 2))  # [B]
     kept_f = kept.astype(jnp.float32)
     return jnp.sum(per_sample * kept_f) / jnp.maximum(jnp.sum(kept_f), 1.0)
+
+
+def visual_feature_hint_loss(visual_maps, hint) -> jnp.ndarray:
+    """Mean squared error between the student's map and a teacher's feature map (the
+    paper's text, Eq. 2: every element of f_v against e_v).
+
+    Args:
+      visual_maps: [B, H, W, C] student visual features.
+      hint: [B, H, W, C] teacher features at the student's grid (DETR's ResNet-50).
+    Returns:
+      scalar float32, mean over all elements.
+    """
+    return _mse(visual_maps, hint, "visual feature hint (extract it at the student's grid)")

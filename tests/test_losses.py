@@ -176,3 +176,13 @@ def test_visual_hint_loss_gradient_vs_torch():
     loss = ((m[kept, 0] - torch.tensor(hint[kept], dtype=torch.float64)) ** 2).mean()
     loss.backward()
     np.testing.assert_allclose(grad, tv.grad.numpy(), rtol=1e-4, atol=1e-9)
+
+
+def test_visual_feature_hint_loss_vs_torch_and_shape_check():
+    _, v = random_embeddings(b=3, h=2, w=2, c=6, seed=5)
+    e = np.random.default_rng(6).standard_normal(v.shape).astype(np.float16)
+    got = float(losses.visual_feature_hint_loss(v, e))
+    ref = F.mse_loss(torch.tensor(v, dtype=torch.float64), torch.tensor(e, dtype=torch.float64))
+    np.testing.assert_allclose(got, ref.item(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"student's grid"):
+        losses.visual_feature_hint_loss(v, e[:, :1])
