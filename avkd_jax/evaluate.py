@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import os
+import shlex
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
-from avkd_jax import input_pipeline
+from avkd_jax import input_pipeline, models, pretrained, teacher_hints
+from avkd_jax.datasets import hint_shards
 from avkd_jax.losses import resize_bilinear
 
 P = jax.sharding.PartitionSpec
@@ -144,6 +148,16 @@ def sample_ciou(pred, gt) -> float:
     return float(hit / (np.sum(gt) + np.sum(inferred * (gt == 0))))
 
 
+def success_curve(cious: Sequence[float]) -> tuple[list, list]:
+    """The protocol's success-rate curve: thresholds t = 0.05 * i (i = 0..20) and the
+    fraction of samples with cIoU >= t; its trapezoid area is the AUC."""
+    c = np.asarray(cious, dtype=np.float64).ravel()
+    # 0.05 * i, not linspace: 0.05 * 3 = 0.15000000000000002, and a cIoU of exactly 0.15
+    # must fall on the same side of it as in the reference.
+    thresholds = [0.05 * i for i in range(AUC_STEPS)]
+    return thresholds, [float(np.sum(c >= t) / c.size) for t in thresholds]
+
+
 def summarize(cious: Sequence[float]) -> dict:
     """Dataset-level numbers from per-sample cIoUs.
 
@@ -157,10 +171,7 @@ def summarize(cious: Sequence[float]) -> dict:
     c = np.asarray(cious, dtype=np.float64).ravel()
     if c.size == 0:
         raise ValueError("summarize needs at least one cIoU")
-    # 0.05 * i, not linspace: 0.05 * 3 = 0.15000000000000002, and a cIoU of exactly 0.15
-    # must fall on the same side of it as in the reference.
-    thresholds = [0.05 * i for i in range(AUC_STEPS)]
-    fractions = [np.sum(c >= t) / c.size for t in thresholds]
+    thresholds, fractions = success_curve(c)
     return {
         "ciou": float(100 * np.mean(c >= 0.5)),
         "auc": float(100 * np.trapezoid(fractions, x=thresholds)),
@@ -233,40 +244,237 @@ def _in_box(yx, box_xyxy, size=MAP_SIZE):
     return bool(xmin <= x <= xmax and ymin <= y <= ymax)
 
 
-def evaluate_split(model, variants, builder, config, mesh, split=None, baselines=False):
-    """Evaluates models, and with `baselines` the two map baselines, on `split` with the
-    protocol of DESIGN §4.
+# ---------------------------------------------------------------------------------------
+# Object-guided inference (paper §3.5, DESIGN §4): the object map and the fusions.
+# ---------------------------------------------------------------------------------------
+
+STUDENT = "AVC"
+OG = "OG-AVC"
+OG_DETR = "OG-AVC-DETR"
+# The variants a maps picture shows, as the paper's Fig. 3 (baselines would crowd it).
+PICTURE_VARIANTS = (STUDENT, OG, OG_DETR)
+DEFAULT_PICTURES = 4
+# The key of a set's results under which variants without their inputs are listed.
+SKIPPED = "skipped"
+
+
+def protocol_maps(maps) -> np.ndarray:
+    """`[B, h, w]` maps on any grid → `[B, 224, 224]` as the protocol scores them: upsampled
+    bilinearly with corner alignment, then min-max normalised. Every map (AVC, object,
+    DETR) goes through this before it is scored or fused."""
+    return normalize_map(upsample_map(maps, MAP_SIZE))
+
+
+def object_maps(trunk, variables, image):
+    """EZ-VSL's object map: uint8 `[B, H, W, 3]` → `[B, H/32, W/32]`, the mean over channels
+    of |layer4| of an ImageNet ResNet18 (`models.ResNet18Trunk`) on the normalised image."""
+    features = trunk.apply(variables, models.image_input(image), train=False)
+    return jnp.mean(jnp.abs(features), axis=-1)
+
+
+def detr_maps(hints, ids=None) -> np.ndarray:
+    """DETR maps `[B, h, w]`, NaN everywhere where DETR kept no query → `[B, 224, 224]`.
+
+    A map with nothing detected counts as zeros: in OG-AVC-DETR it adds the same constant
+    to every cell of the sum, which cannot change which cells pass its median threshold.
+    A map that is NaN in some cells only is corrupt: HintError, naming its id.
+    """
+    hints = np.asarray(hints, np.float32)
+    nan = np.isnan(hints)
+    nothing = nan.all(axis=(-2, -1))
+    partly = nan.any(axis=(-2, -1)) & ~nothing
+    if partly.any():
+        k = int(np.flatnonzero(partly)[0])
+        who = f"id {ids[k]}" if ids is not None else f"row {k}"
+        raise hint_shards.HintError(
+            f"the DETR map of {who} is NaN in some cells only: a corrupt hint (re-extract it)"
+        )
+    return protocol_maps(np.where(nothing[:, None, None], np.float32(0), hints))
+
+
+def fuse_og(avc, obj, alpha: float) -> np.ndarray:
+    """OG-AVC: (1 − α)·AVC + α·object, of protocol maps `[..., 224, 224]` (paper: α = 0.4)."""
+    return (1.0 - alpha) * np.asarray(avc) + alpha * np.asarray(obj)
+
+
+def fuse_og_detr(avc, obj, detr) -> np.ndarray:
+    """OG-AVC-DETR: (AVC + object + DETR) / 3, of protocol maps `[..., 224, 224]`."""
+    return (np.asarray(avc) + np.asarray(obj) + np.asarray(detr)) / 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectModel:
+    """The object-guided variants' ImageNet ResNet18.
+
+    Attributes:
+      width: its channel multiplier (conv1's output channels / 64), not the student's.
+      variables: `models.ResNet18Trunk(width)`'s {'params', 'batch_stats'}.
+      path: the `.npz` it was read from.
+    """
+
+    width: float
+    variables: dict
+    path: str = ""
+
+    @property
+    def trunk(self) -> models.ResNet18Trunk:
+        return models.ResNet18Trunk(self.width)
+
+
+def load_object_model(config, builder) -> tuple[ObjectModel | None, str | None]:
+    """`config.object_npz` as an ObjectModel, or (None, why the OG variants are skipped).
+
+    A file that is not there skips them; a file that is there but unreadable or not a
+    ResNet18 raises `pretrained.PretrainedError`.
+    """
+    if not config.get("object_npz"):
+        return None, (
+            "no object model: set --config.object_npz to torchvision's ImageNet ResNet18 "
+            "converted by `python -m teachers.convert_resnet` (README: object-guided inference)"
+        )
+    path = pretrained.resolve_npz(config.object_npz, builder, config)
+    if not os.path.exists(path):
+        return None, f"the object model {path} (config.object_npz) does not exist"
+    variables, width = pretrained.load_object_npz(path)
+    return ObjectModel(width, variables, path), None
+
+
+def detr_source(config, builder, split) -> tuple[teacher_hints.HintSource | None, str | None]:
+    """The DETR maps of `split` for OG-AVC-DETR, or (None, why the variant is skipped).
+
+    Missing hints of a teacher this side can run (the synthetic one) are made here; a real
+    teacher's are not, and the reason holds the `teachers.extract` command that makes them.
+    A truncated hint shard raises (`hint_shards.HintError`).
+    """
+    teacher = config.get("og_detr_teacher")
+    if not teacher:
+        return None, "no DETR teacher: config.og_detr_teacher is empty"
+    why = teacher_hints.problem(builder, split, teacher, config.hints_dir)
+    if why and teacher in teacher_hints.SELF_SERVE_TEACHERS:
+        teacher_hints.make_hints(builder, config, split, [teacher])
+    elif why:
+        command = shlex.join(teacher_hints.extract_command(builder, config, split, teacher))
+        return None, f"{teacher} hints of the {split} split: {why}; extract them: {command}"
+    try:
+        source = teacher_hints.source_for(
+            builder, config, split, teacher, [hint_shards.VISUAL_HINT]
+        )
+    except ValueError as e:
+        return None, f"config.og_detr_teacher={teacher!r}: {e}"
+    shape = source.spec.shapes[hint_shards.VISUAL_HINT]
+    if len(shape) != 2:
+        return None, (
+            f"teacher {teacher!r}'s visual_hint is a {shape} feature map, not a 2-D map "
+            "(OG-AVC-DETR wants DETR's attention map: og_detr_teacher='detr')"
+        )
+    teacher_hints.check_counts(builder, split, [source])
+    return source, None
+
+
+@dataclasses.dataclass
+class SplitEval:
+    """One evaluation set's outcome.
+
+    Attributes:
+      results: variant → summary (`summarize` plus diagnostics); `evaluate_sets` adds
+        `SKIPPED` → {variant: reason} when some variant lacked its inputs.
+      ids: the split's example ids, in file order.
+      cious: variant → per-sample cIoU `[N]`, in `ids` order.
+      pictures: one dict per picture id: 'id', 'image' (the model's uint8
+        `[S, S, 3]` input), 'boxes' (ground truth `[K, 4]` normalised xyxy), 'gt'
+        (`[224, 224]`) and 'maps' (variant → protocol map `[224, 224]`).
+    """
+
+    results: dict
+    ids: list
+    cious: dict
+    pictures: list
+
+
+@functools.cache
+def _sharded(fn, module, mesh, num_inputs):
+    """`fn(module, variables, *inputs)` jitted once per (module, mesh): variables
+    replicated, the `num_inputs` batch inputs split on `data`, the maps replicated."""
+    replicated = jax.sharding.NamedSharding(mesh, P())
+    data = jax.sharding.NamedSharding(mesh, P("data"))
+    return jax.jit(
+        functools.partial(fn, module),
+        in_shardings=(replicated,) + (data,) * num_inputs,
+        out_shardings=replicated,
+    )
+
+
+def evaluate_split(model, variants, builder, config, mesh, split=None, baselines=False, fmt=None):
+    """`evaluate_split_details(...).results`: variant → summary."""
+    return evaluate_split_details(
+        model, variants, builder, config, mesh, split, baselines, fmt
+    ).results
+
+
+def evaluate_split_details(
+    model,
+    variants,
+    builder,
+    config,
+    mesh,
+    split=None,
+    baselines=False,
+    fmt=None,
+    objects: ObjectModel | None = None,
+    detr: teacher_hints.HintSource | None = None,
+    picture_ids=(),
+) -> SplitEval:
+    """Evaluates models, their object-guided fusions and with `baselines` the two map
+    baselines on `split` with the protocol of DESIGN §4.
 
     Args:
       variants: name → `{'params', 'batch_stats'}` of `model`, e.g. {'AVC': trained,
         'untrained': fresh}.
+      split: the builder's split (default `config.eval_split`).
       baselines: also score the centre prior and (scenes with every object known) the
         audio-blind every-object map.
+      fmt: the ground-truth rule, 'flickr' or 'vggss' (default `config.eval_format`).
+      objects: with an 'AVC' variant, also score OG-AVC (α = `config.og_alpha`).
+      detr: with `objects`, also score OG-AVC-DETR from these hints of `split`.
+      picture_ids: the ids to keep maps of for pictures (empty: the first 4).
     Returns:
-      name → summary `{'ciou', 'auc', 'mean_ciou', 'n', ...}`. On the synthetic world a
-      model's summary also has `peak_in_box`, `swap_score` (fraction of scenes with a
-    distractor whose map peak lands on the distractor when the image is paired with the
-    distractor's sound), `swap_n`, `border_peak` and the `peak_hist` over the h×w grid.
+      a `SplitEval`. A summary has `ciou`, `auc`, `mean_ciou`, `n`; on the synthetic world
+      also `peak_in_box` and `swap_score` (the fraction of scenes with a distractor whose
+      map peak lands on the distractor when the image is paired with the distractor's
+      sound), `swap_n`, and for model variants `border_peak` and the `peak_hist` over
+      the h×w grid.
     """
     split = split or config.eval_split
+    fmt = fmt or config.eval_format
     replicated = jax.sharding.NamedSharding(mesh, P())
     data = jax.sharding.NamedSharding(mesh, P("data"))
     batch_size = -(-config.eval_batch_size // jax.device_count()) * jax.device_count()
-    maps_fn = jax.jit(
-        functools.partial(model_maps, model),
-        in_shardings=(replicated, data, data),
-        out_shardings=replicated,
-    )
-
-    model_variants = dict(variants)
-    cious = {name: [] for name in model_variants}
+    maps_fn = _sharded(model_maps, model, mesh, 2)
+    guided = objects is not None and STUDENT in variants
+    detr = detr if guided else None
+    if guided:
+        objects_fn = _sharded(object_maps, objects.trunk, mesh, 1)
+        object_vars = jax.device_put(objects.variables, replicated)
+    guided_names = [OG] * guided + [OG_DETR] * (detr is not None)
+    # The student's rows first, then its object-guided variants, then the others.
+    names = [n for n in variants if n == STUDENT] + guided_names
+    names += [n for n in variants if n != STUDENT]
+    cious = {name: [] for name in names}
     if baselines:
         cious.update({"centre_prior": [], "every_object": []})
-    diag = {name: {"peak_in_box": [], "swap": [], "peaks": []} for name in model_variants}
+    diag = {name: {"peak_in_box": [], "swap": []} for name in names}
+    peaks = {name: [] for name in variants}
     centre = centre_prior_map()
+    wanted = [str(i) for i in picture_ids or ()]
+    ids, pictures = [], []
 
-    for batch in input_pipeline.eval_batches(builder, config, split, batch_size):
+    batches = input_pipeline.eval_batches(
+        builder, config, split, batch_size, [detr] if detr is not None else []
+    )
+    for batch in batches:
         rows = np.flatnonzero(batch["mask"])
+        batch_ids = [batch["id"][r].decode() for r in rows]
+        ids += batch_ids
         inputs = input_pipeline.replicated_global(
             {"image": batch["image"], "audio": batch["audio"]}, data
         )
@@ -275,26 +483,37 @@ def evaluate_split(model, variants, builder, config, mesh, split=None, baselines
         has_swap = has_objects and (batch["swap_index"][rows] >= 0).any()
         if has_swap:
             swap_pcm = input_pipeline.replicated_global({"a": batch["swap_audio"]}, data)["a"]
-        gts = [gt_map_of(batch, r, config.eval_format) for r in rows]
-        for name, variables in model_variants.items():
-            raw = np.asarray(maps_fn(variables, image, pcm))
-            pred = normalize_map(upsample_map(raw[rows], MAP_SIZE))
-            cious[name] += [sample_ciou(p, g) for p, g in zip(pred, gts)]
-            diag[name]["peaks"] += [_peak(m) for m in raw[rows]]
-            if has_objects:
-                swapped = None
+        gts = [gt_map_of(batch, r, fmt) for r in rows]
+
+        maps, swapped = {}, {}
+        for name, variables in variants.items():
+            raw = np.asarray(maps_fn(variables, image, pcm))[rows]
+            peaks[name] += [_peak(m) for m in raw]
+            maps[name] = protocol_maps(raw)
+            if has_swap:
+                swapped[name] = protocol_maps(np.asarray(maps_fn(variables, image, swap_pcm))[rows])
+        if guided:
+            obj = protocol_maps(np.asarray(objects_fn(object_vars, image))[rows])
+            maps[OG] = fuse_og(maps[STUDENT], obj, config.og_alpha)
+            if has_swap:
+                swapped[OG] = fuse_og(swapped[STUDENT], obj, config.og_alpha)
+            if detr is not None:
+                boxes = detr_maps(batch[hint_shards.VISUAL_HINT][rows], batch_ids)
+                maps[OG_DETR] = fuse_og_detr(maps[STUDENT], obj, boxes)
                 if has_swap:
-                    swapped = np.asarray(maps_fn(variables, image, swap_pcm))
-                    swapped = upsample_map(swapped[rows], MAP_SIZE)
-                for k, r in enumerate(rows):
-                    objs = batch["objects"]["bbox"][r, : batch["num_objects"][r], :][
-                        :, [1, 0, 3, 2]
-                    ]
-                    sounding = np.flatnonzero(batch["objects"]["sounding"][r, : len(objs)])[0]
+                    swapped[OG_DETR] = fuse_og_detr(swapped[STUDENT], obj, boxes)
+
+        for name, pred in maps.items():
+            cious[name] += [sample_ciou(p, g) for p, g in zip(pred, gts)]
+        if has_objects:
+            for k, r in enumerate(rows):
+                objs = batch["objects"]["bbox"][r, : batch["num_objects"][r], :][:, [1, 0, 3, 2]]
+                sounding = np.flatnonzero(batch["objects"]["sounding"][r, : len(objs)])[0]
+                s = batch["swap_index"][r]
+                for name, pred in maps.items():
                     diag[name]["peak_in_box"].append(_in_box(_peak(pred[k]), objs[sounding]))
-                    s = batch["swap_index"][r]
                     if s >= 0:
-                        diag[name]["swap"].append(_in_box(_peak(swapped[k]), objs[s]))
+                        diag[name]["swap"].append(_in_box(_peak(swapped[name][k]), objs[s]))
         if baselines:
             cious["centre_prior"] += [sample_ciou(normalize_map(centre), g) for g in gts]
             if has_objects:
@@ -305,32 +524,97 @@ def evaluate_split(model, variants, builder, config, mesh, split=None, baselines
                     cious["every_object"].append(
                         sample_ciou(normalize_map(every_object_map(objs)), g)
                     )
+        for k, (r, i) in enumerate(zip(rows, batch_ids)):
+            picked = i in wanted if wanted else len(pictures) < DEFAULT_PICTURES
+            if picked:
+                pictures.append(
+                    {
+                        "id": i,
+                        "image": batch["image"][r],
+                        "boxes": pixel_boxes(batch, r),
+                        "gt": gts[k],
+                        "maps": {n: maps[n][k] for n in PICTURE_VARIANTS if n in maps},
+                    }
+                )
+
+    if wanted:
+        absent = [i for i in wanted if i not in ids]
+        if absent:
+            logging.warning("picture_ids not in the %s split: %s", split, absent)
+        pictures.sort(key=lambda p: wanted.index(p["id"]))
 
     results = {}
     for name, values in cious.items():
         if not values:
             continue
         summary = summarize(values)
-        if name in diag:
-            d = diag[name]
-            grid = (raw.shape[1], raw.shape[2])
+        if name in peaks:
+            grid = raw.shape[1:]
             hist = np.zeros(grid, int)
-            for y, x in d["peaks"]:
+            for y, x in peaks[name]:
                 hist[y, x] += 1
             border = hist.sum() - hist[1:-1, 1:-1].sum()
             summary["border_peak"] = 100.0 * border / max(hist.sum(), 1)
             summary["peak_hist"] = hist.tolist()
+        if name in diag:
+            d = diag[name]
             if d["peak_in_box"]:
                 summary["peak_in_box"] = 100.0 * np.mean(d["peak_in_box"])
             if d["swap"]:
                 summary["swap_score"] = float(np.mean(d["swap"]))
                 summary["swap_n"] = len(d["swap"])
         results[name] = summary
-    return results
+    kept = {name: v for name, v in cious.items() if len(v) == len(ids)}
+    return SplitEval(results, ids, kept, pictures)
+
+
+def evaluate_sets(model, variants, eval_sets, config, mesh, baselines=False) -> dict:
+    """Every set of `eval_sets` (name → `datasets.EvalSet`) with every variant whose inputs
+    are there: the object-guided ones when `config.object_npz` (and for OG-AVC-DETR the
+    set's `config.og_detr_teacher` hints) can be had, else noted under `SKIPPED`.
+
+    Returns:
+      set name → `SplitEval`.
+    """
+    if not eval_sets:
+        return {}
+    objects, why_not = None, f"no {STUDENT} variant to guide"
+    if STUDENT in variants:
+        objects, why_not = load_object_model(config, next(iter(eval_sets.values())).builder)
+    out = {}
+    for name, s in eval_sets.items():
+        skipped, detr = {}, None
+        if objects is None:
+            skipped = {OG: why_not, OG_DETR: why_not}
+        else:
+            detr, why = detr_source(config, s.builder, s.split)
+            if why:
+                skipped[OG_DETR] = why
+        for variant, why in skipped.items():
+            logging.warning("%s on %s skipped: %s", variant, name, why)
+        result = evaluate_split_details(
+            model,
+            variants,
+            s.builder,
+            config,
+            mesh,
+            s.split,
+            baselines,
+            s.fmt,
+            objects,
+            detr,
+            tuple(config.get("picture_ids") or ()),
+        )
+        if skipped:
+            result.results[SKIPPED] = skipped
+        out[name] = result
+    return out
 
 
 def results_table(results: dict) -> str:
-    """A Markdown table of variant → cIoU, AUC, mean cIoU, N (and the synthetic extras)."""
+    """A Markdown table of variant → cIoU, AUC, mean cIoU, N (and the synthetic extras),
+    one row per variant scored (the `SKIPPED` entry is not a variant)."""
+    results = {k: v for k, v in results.items() if k != SKIPPED}
     cols = ["ciou", "auc", "mean_ciou", "n", "peak_in_box", "swap_score", "border_peak"]
     cols = [c for c in cols if any(c in r for r in results.values())]
     names = {
@@ -364,24 +648,63 @@ def peak_histogram_text(hist) -> str:
     return "\n".join(" ".join(f"{c:4d}" for c in row) for row in hist)
 
 
-def write_results(workdir: str, results: dict, step: int, split: str) -> str:
-    """Writes `results.json` and `results.md` in `workdir`; returns the Markdown text."""
-    lines = [f"# Evaluation at step {step} on `{split}`", "", results_table(results)]
-    for name, r in results.items():
-        if "peak_hist" in r:
-            lines += [
-                "",
-                f"Map peaks of {name} over the {len(r['peak_hist'])}×"
-                f"{len(r['peak_hist'][0])} grid:",
-                "",
-                "```",
-                peak_histogram_text(r["peak_hist"]),
-                "```",
-            ]
+def write_results(workdir: str, sets: dict, step: int) -> str:
+    """Writes `results.json` (`{"step", "sets": {set: {variant: summary, 'skipped':
+    {variant: reason}}}}`) and `results.md` (one section per set, the reasons for skipped
+    variants under its table) in `workdir`; returns the Markdown text.
+
+    Args:
+      sets: evaluation set name (e.g. 'flickr_test') → `evaluate_split`'s results.
+    """
+    lines = [f"# Evaluation at step {step}"]
+    for set_name, results in sets.items():
+        lines += ["", f"## {set_name}", "", results_table(results)]
+        skipped = results.get(SKIPPED, {})
+        if skipped:
+            lines += ["", "Not evaluated:", ""]
+            lines += [f"- {variant}: {why}" for variant, why in skipped.items()]
+        for name, r in results.items():
+            if name != SKIPPED and "peak_hist" in r:
+                lines += [
+                    "",
+                    f"Map peaks of {name} over the {len(r['peak_hist'])}×"
+                    f"{len(r['peak_hist'][0])} grid:",
+                    "",
+                    "```",
+                    peak_histogram_text(r["peak_hist"]),
+                    "```",
+                ]
     text = "\n".join(lines) + "\n"
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump({"step": step, "split": split, "results": results}, f, indent=1)
-        with open(os.path.join(workdir, "results.md"), "w") as f:
-            f.write(text)
+        write_text(
+            os.path.join(workdir, "results.json"),
+            json.dumps({"step": step, "sets": sets}, indent=1),
+        )
+        write_text(os.path.join(workdir, "results.md"), text)
     return text
+
+
+def write_cious(workdir: str, sets: dict, step: int) -> str:
+    """Writes the per-sample cIoUs beside results.json (which stays small) as `cious.json`:
+    `{"step", "sets": {set: {"ids": [N], "cious": {variant: [N]}}}}`.
+
+    Args:
+      sets: set name → `SplitEval`.
+    Returns:
+      the file's path.
+    """
+    path = os.path.join(workdir, "cious.json")
+    doc = {
+        "step": step,
+        "sets": {name: {"ids": e.ids, "cious": e.cious} for name, e in sets.items()},
+    }
+    if jax.process_index() == 0:
+        write_text(path, json.dumps(doc))
+    return path
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes to a temporary name and renames: `path` only ever holds a complete file."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)

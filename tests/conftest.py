@@ -39,6 +39,10 @@ def tiny_config(data_dir):
     c.checkpoint_every_steps = 3
     c.eval_every_epochs = 100
     c.eval_batch_size = 5
+    # The contrastive loss alone unless a test asks for teachers (they need hint shards).
+    c.teachers = ()
+    c.alpha_audio = 0.0
+    c.alpha_visual = 0.0
     return c
 
 
@@ -55,3 +59,86 @@ def tiny_data_dir(tmp_path_factory):
 @pytest.fixture
 def tiny(tiny_data_dir):
     return tiny_config(tiny_data_dir)
+
+
+# The synthetic teachers of `trained_run`: a small fraction of their default training.
+TRAINED_RUN_TEACHERS = {
+    "visual_steps": 100,
+    "visual_images": 200,
+    "audio_steps": 20,
+    "audio_clips": 96,
+}
+
+
+def trained_run_config(data_dir):
+    """The synthetic config shrunk for the slow tier: 240 scenes, a 4×4 map (112² images),
+    1 s of audio, 1/8-width nets, 35 steps with the synthetic teachers' hints at the
+    paper's weights, and the object-guided variants on. It exercises the whole path
+    (teachers, hints, training, every evaluation variant, pictures); it is not trained
+    long enough to localize well (README: the slow tier)."""
+    c = load_config("synthetic")
+    c.data_dir = str(data_dir)
+    c.dataset_kwargs.num_train = 240
+    c.dataset_kwargs.num_test = 40
+    c.dataset_kwargs.world_seed = 5
+    c.image_size = 112
+    c.resize_size = 123
+    c.audio_seconds = 1.0
+    c.model.width = 0.125
+    c.model.embed_dim = 2048  # The teachers' audio embedding size.
+    c.batch_size = 32
+    c.num_epochs = 5
+    c.learning_rate = 3e-4
+    c.shuffle_buffer = 240
+    c.log_every_steps = 7
+    c.checkpoint_every_steps = 100_000
+    c.eval_every_epochs = 1000
+    c.eval_batch_size = 40
+    c.teachers = ("synthetic",)
+    c.alpha_audio = 1000.0
+    c.alpha_visual = 100_000.0
+    c.init_visual_npz = None
+    c.og_detr_teacher = "synthetic"
+    return c
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A workdir with a student trained on a small synthetic world (`trained_run_config`),
+    evaluated at the end (results, cious.json, pictures), with a random-weight ResNet18 as
+    the object model of OG-AVC. Shared by the slow localize, pictures and notebook tests."""
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    from torch_reference import random_resnet, write_resnet_npz
+
+    from avkd_jax import datasets, teacher_hints, train
+
+    start = time.perf_counter()
+    root = tmp_path_factory.mktemp("trained_run")
+    config = trained_run_config(root / "data")
+    config.object_npz = write_resnet_npz(random_resnet(0.25), root / "resnet18.npz")
+    builder = datasets.get_builder(config)
+    builder.download_and_prepare()
+    # The teachers' CLI in a child process, as the trainer runs it (its data workers must
+    # not fork this process, which holds TensorFlow's and JAX's threads).
+    teachers = teacher_hints.synthetic_teacher_path(builder)
+    flags = [f"--{k}={v}" for k, v in TRAINED_RUN_TEACHERS.items()]
+    subprocess.run(
+        [sys.executable, "-m", "teachers.synthetic", f"--out={teachers}", "--no_progress", *flags],
+        cwd=REPO,
+        check=True,
+    )
+    workdir = str(root / "run")
+    train.train_and_evaluate(config, workdir)
+    cpu = sum(
+        getattr(resource.getrusage(who), field)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for field in ("ru_utime", "ru_stime")
+    )
+    print(
+        f"trained_run: {time.perf_counter() - start:.0f} s wall ({cpu:.0f} s CPU in this session)"
+    )
+    return workdir

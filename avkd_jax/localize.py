@@ -1,0 +1,261 @@
+"""Where is the sound? A trained student's map over your own image + audio, or video.
+
+    python -m avkd_jax.localize --checkpoint=runs/synthetic_demo --image=x.jpg --audio=y.wav
+    python -m avkd_jax.localize --checkpoint=runs/synthetic_demo --video=clip.mp4 --out=clip
+
+writes `PREFIX.png` (the picture at its own size with the map over it) and `PREFIX.npy`
+(the map as the evaluation scores it: 224 × 224 float32, min-max normalised), and prints
+both paths. The model is rebuilt from `WORKDIR/config.json` and its latest checkpoint;
+no dataset is needed. Inputs go through exactly what evaluation does to a test clip: the
+picture's shorter side to 256 and a JPEG as the builders store it, then a bicubic resize
+to the config's square; the sound mixed to mono, resampled, its centre seconds kept
+(tiled when shorter). A video gives its middle frame and the centre of its first audio
+stream. Any image PIL reads, any audio libsndfile reads (wav, flac, any rate and channel
+count), any video ffmpeg reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import app, flags
+from PIL import Image
+
+from avkd_jax import (
+    default_config,
+    evaluate,
+    input_pipeline,
+    models,
+    pictures,
+    pretrained,
+    train,
+)
+from avkd_jax.datasets import flickr_layout, video
+from avkd_jax.datasets.flickr_layout import MediaError
+
+VARIANTS = (evaluate.STUDENT, evaluate.OG)
+STORED_SHORTER_SIDE = 256  # What the builders store (DESIGN §2).
+
+
+class RunError(FileNotFoundError):
+    """A workdir holds no run that can be loaded (no config.json or no checkpoint)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A trained student: its config, model and variables (`{'params', 'batch_stats'}`)."""
+
+    config: ml_collections.ConfigDict
+    model: models.AVC
+    variables: dict
+    step: int
+    workdir: str
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """`WORKDIR/config.json` (written by training and --mode=import) as a ConfigDict."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise RunError(
+            f"{path} does not exist: {workdir} is not a training workdir (train with "
+            "python -m avkd_jax.main, or import a checkpoint with --mode=import)"
+        )
+    with open(path) as f:
+        try:
+            config = ml_collections.ConfigDict(json.load(f))
+        except json.JSONDecodeError as e:
+            raise RunError(f"{path}: not valid JSON ({e})") from None
+    # A run written before a field existed gets its default (e.g. og_alpha).
+    defaults = default_config.base_config().copy_and_resolve_references()
+    for key in defaults:
+        if key not in config:
+            config[key] = defaults[key]
+    return config
+
+
+def load_run(workdir: str) -> Run:
+    """The latest checkpoint of `workdir` with the model its config.json describes."""
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    config = load_config(workdir)
+    manager = train.checkpoint_manager(workdir, config)
+    step = manager.latest_step()
+    if step is None:
+        raise RunError(f"No checkpoint in {manager.directory}: train first, or --mode=import.")
+    model = models.create_model(config)
+    state = train.restore_or_init(
+        model, config, train.create_mesh(), manager, jax.random.key(config.seed)
+    )
+    return Run(config, model, train.variables_of(state), step, workdir)
+
+
+def read_picture(path: str, from_video: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(the picture at its own size, the picture as the builders store it: shorter side
+    256), both uint8 `[H, W, 3]`; a video's middle frame."""
+    if from_video:
+        native = video.load_video_frame(path, shorter_side=None)
+    else:
+        native = flickr_layout.load_image(path, shorter_side=None)
+    stored = flickr_layout.image_array(Image.fromarray(native), STORED_SHORTER_SIDE)
+    return native, stored
+
+
+def read_sound(path: str, from_video: bool, config) -> np.ndarray:
+    """The centre `config.audio_seconds` at `config.sample_rate` as int16 `[N]`."""
+    if from_video:
+        return video.load_video_audio(path, config.sample_rate, config.audio_seconds)
+    return flickr_layout.load_audio(path, config.sample_rate, config.audio_seconds)
+
+
+def model_image(stored: np.ndarray, image_size: int) -> np.ndarray:
+    """A stored picture (shorter side 256) → the model's uint8 `[S, S, 3]` input, exactly as
+    evaluation gets it: JPEG-encoded as the builders store it, decoded by the TFDS image
+    feature, resized by `input_pipeline`'s test-time preprocessing."""
+    feature = tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg")
+    decoded = feature.decode_example(flickr_layout.encode_jpeg(stored))
+    example = {"image": decoded}
+    out = input_pipeline._eval_preprocess(example, image_size)  # pylint: disable=protected-access
+    return np.asarray(out["image"])
+
+
+def object_model(run: Run, npz: str | None = None) -> evaluate.ObjectModel:
+    """The OG-AVC object model: `npz`, else the run's `config.object_npz`."""
+    value = npz or run.config.get("object_npz")
+    if not value:
+        raise RunError(
+            f"--variant={evaluate.OG} needs an object model: {run.workdir}/config.json has no "
+            "object_npz; pass --object_npz=resnet18.npz (python -m teachers.convert_resnet)"
+        )
+    builder = None
+    if value == pretrained.SYNTHETIC:  # Only its data_dir is used: nothing is read.
+        from avkd_jax import datasets  # pylint: disable=g-import-not-at-top
+
+        builder = datasets.get_builder(run.config)
+    path = pretrained.resolve_npz(value, builder, run.config)
+    variables, width = pretrained.load_object_npz(path)
+    return evaluate.ObjectModel(width, variables, path)
+
+
+@functools.cache
+def _jitted(fn, module):
+    """`fn(module, ...)` compiled once per module (Flax modules are hashable)."""
+    return jax.jit(functools.partial(fn, module))
+
+
+def localization_map(run: Run, image, pcm, variant: str = evaluate.STUDENT, objects=None):
+    """The protocol map of one clip.
+
+    Args:
+      image: uint8 `[S, S, 3]` (`model_image`).
+      pcm: int16 `[N]` (`read_sound`).
+      variant: 'AVC', or 'OG-AVC' (needs `objects`, an `evaluate.ObjectModel`).
+    Returns:
+      float32 `[224, 224]`, min-max normalised.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r}: expected one of {VARIANTS}")
+    image, pcm = np.asarray(image)[None], np.asarray(pcm)[None]
+    avc = evaluate.protocol_maps(
+        np.asarray(_jitted(evaluate.model_maps, run.model)(run.variables, image, pcm))
+    )
+    if variant == evaluate.STUDENT:
+        return avc[0].astype(np.float32)
+    obj = evaluate.protocol_maps(
+        np.asarray(_jitted(evaluate.object_maps, objects.trunk)(objects.variables, image))
+    )
+    fused = evaluate.fuse_og(avc, obj, run.config.og_alpha)
+    return evaluate.normalize_map(fused)[0].astype(np.float32)
+
+
+def localize(
+    checkpoint: str,
+    image: str | None = None,
+    audio: str | None = None,
+    video_path: str | None = None,
+    out: str | None = None,
+    variant: str = evaluate.STUDENT,
+    object_npz: str | None = None,
+) -> dict:
+    """Localises the sound of `image` + `audio`, or of `video_path`, with the student in the
+    workdir `checkpoint`; writes `out`.png and `out`.npy.
+
+    Args:
+      out: the output prefix (default: the input's name + '_localized', in the current
+        folder).
+    Returns:
+      {'png': path, 'npy': path, 'map': float32 [224, 224], 'variant', 'step'}.
+    Raises:
+      ValueError: neither or both of (image and audio) and video.
+      RunError: no config.json or no checkpoint in `checkpoint`, or OG-AVC without an
+        object model.
+      MediaError: an input that is missing, empty, truncated or undecodable (named).
+    """
+    if video_path and (image or audio):
+        raise ValueError("give --image and --audio, or --video, not both")
+    if not video_path and not (image and audio):
+        raise ValueError("give --image and --audio together, or --video")
+    if variant not in VARIANTS:
+        raise ValueError(f"--variant={variant}: expected one of {', '.join(VARIANTS)}")
+    config = load_config(checkpoint)  # The inputs are checked before the model is loaded.
+    picture_file = video_path or image
+    native, stored = read_picture(picture_file, bool(video_path))
+    pcm = read_sound(video_path or audio, bool(video_path), config)
+    run = load_run(checkpoint)
+    objects = object_model(run, object_npz) if variant == evaluate.OG else None
+    heat = localization_map(run, model_image(stored, run.config.image_size), pcm, variant, objects)
+
+    if out is None:
+        out = os.path.splitext(os.path.basename(picture_file))[0] + "_localized"
+    directory = os.path.dirname(os.path.abspath(out))
+    os.makedirs(directory, exist_ok=True)
+    png = pictures.save_png(pictures.overlay(native, heat), out + ".png")
+    npy = out + ".npy"
+    with open(npy + ".tmp", "wb") as f:
+        np.save(f, heat)
+    os.replace(npy + ".tmp", npy)
+    return {"png": png, "npy": npy, "map": heat, "variant": variant, "step": run.step}
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("checkpoint", None, "A training workdir (config.json + checkpoints/).")
+flags.DEFINE_string("image", None, "A picture (jpg, png, ...); with --audio.")
+flags.DEFINE_string("audio", None, "A sound (wav, flac; any rate and channels); with --image.")
+flags.DEFINE_string("video", None, "A video: its middle frame and the centre of its sound.")
+flags.DEFINE_string("out", None, "Output prefix for .png and .npy (default: <input>_localized).")
+flags.DEFINE_enum("variant", evaluate.STUDENT, list(VARIANTS), "Which map to draw.")
+flags.DEFINE_string("object_npz", None, "OG-AVC's ResNet18 .npz (default: the run's).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.checkpoint:
+        raise app.UsageError("--checkpoint=WORKDIR is required.")
+    try:
+        result = localize(
+            FLAGS.checkpoint,
+            FLAGS.image,
+            FLAGS.audio,
+            FLAGS.video,
+            FLAGS.out,
+            FLAGS.variant,
+            FLAGS.object_npz,
+        )
+    except ValueError as e:
+        if isinstance(e, (MediaError, pretrained.PretrainedError)):
+            sys.exit(f"error: {e}")
+        raise app.UsageError(str(e)) from None
+    except (RunError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    print(f"{result['variant']} map (step {result['step']}): {result['png']} {result['npy']}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,222 @@
+"""Object-guided inference (paper §3.5, DESIGN §4): the object map and the fusions.
+
+The fusion arithmetic is checked on hand-made maps whose thresholds and cIoUs are worked
+out by hand, the resizing against torch, and the object map against the same computation
+on the PyTorch ResNet18 (`teachers/torch_resnet.py`, torchvision's layout) with random
+weights converted by `teachers.convert_resnet`.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_reference import random_resnet, write_resnet_npz
+
+from avkd_jax import evaluate, pretrained
+from avkd_jax.datasets import hint_shards
+
+S = evaluate.MAP_SIZE
+HALF = S // 2
+
+
+def torch_protocol(maps):
+    """The protocol's resize and normalisation, independently: torch's bilinear resize with
+    align_corners=True (EZ-VSL's test code), then per-map min-max in numpy."""
+    up = F.interpolate(
+        torch.from_numpy(np.array(maps, np.float32))[:, None],
+        size=(S, S),
+        mode="bilinear",
+        align_corners=True,
+    )[:, 0].numpy()
+    lo = up.min(axis=(1, 2), keepdims=True)
+    hi = up.max(axis=(1, 2), keepdims=True)
+    return (up - lo) / (hi - lo)
+
+
+def quadrants(tl, tr, bl, br):
+    m = np.zeros([S, S])
+    m[:HALF, :HALF], m[:HALF, HALF:], m[HALF:, :HALF], m[HALF:, HALF:] = tl, tr, bl, br
+    return m
+
+
+def test_protocol_maps_are_torchs_resize_then_min_max():
+    rng = np.random.default_rng(0)
+    for grid in (7, 25):
+        maps = rng.normal(size=[3, grid, grid]).astype(np.float32)
+        np.testing.assert_allclose(
+            evaluate.protocol_maps(maps), torch_protocol(maps), atol=1e-5, rtol=0
+        )
+
+
+def test_og_fusion_moves_the_threshold_as_worked_out_by_hand():
+    avc = quadrants(1, 0, 1, 0)  # the left half
+    obj = quadrants(1, 1, 0, 0)  # the top half
+    gt = quadrants(1, 1, 0, 0)
+    quarter = HALF * HALF
+    # α = 0.4: cells are TL 1, TR 0.4, BL 0.6, BR 0. The median cell (index S²/2 of the
+    # sorted map) is the first of the BL quarter, 0.6: the left half is inferred.
+    fused = evaluate.fuse_og(avc, obj, 0.4)
+    np.testing.assert_allclose(fused, quadrants(1.0, 0.4, 0.6, 0.0))
+    assert evaluate.sample_ciou(fused, gt) == pytest.approx(quarter / (2 * quarter + quarter))
+    # α = 0.7: TL 1, TR 0.7, BL 0.3, BR 0: the top half is inferred, exactly the truth.
+    assert evaluate.sample_ciou(evaluate.fuse_og(avc, obj, 0.7), gt) == 1.0
+    # α = 0 is the AVC map itself.
+    np.testing.assert_array_equal(evaluate.fuse_og(avc, obj, 0.0), avc)
+
+
+def test_og_detr_fusion_and_nothing_detected():
+    avc, obj, gt = quadrants(1, 0, 1, 0), quadrants(1, 1, 0, 0), quadrants(1, 1, 0, 0)
+    detr = quadrants(0, 1, 0, 0)  # the top-right quarter
+    # (1+1+0, 0+1+1, 1+0+0, 0)/3 = TL 2/3, TR 2/3, BL 1/3, BR 0: the median cell (index
+    # S²/2 = 2q of the sorted map) is the first of the 2/3 cells: the top half, the truth.
+    fused = evaluate.fuse_og_detr(avc, obj, detr)
+    np.testing.assert_allclose(fused, quadrants(2, 2, 1, 0) / 3)
+    assert evaluate.sample_ciou(fused, gt) == 1.0
+
+    # DETR found nothing: its map is NaN everywhere and counts as zeros. The sum is then
+    # TL 2/3, TR 1/3, BL 1/3, BR 0 with threshold 1/3: TL, TR and BL are inferred, cIoU
+    # 2q / (2q + q), as (AVC + object) alone.
+    zeros = evaluate.detr_maps(np.full([1, 25, 25], np.nan, np.float32))
+    np.testing.assert_array_equal(zeros, np.zeros([1, S, S]))
+    without = evaluate.fuse_og_detr(avc, obj, zeros[0])
+    assert evaluate.sample_ciou(without, gt) == pytest.approx(2 / 3)
+    assert evaluate.sample_ciou(avc + obj, gt) == pytest.approx(2 / 3)
+
+
+def test_detr_maps_are_resized_like_the_others_and_partial_nan_is_refused():
+    rng = np.random.default_rng(1)
+    hints = rng.random([2, 25, 25]).astype(np.float16)
+    np.testing.assert_allclose(
+        evaluate.detr_maps(hints), torch_protocol(hints.astype(np.float32)), atol=1e-5
+    )
+    hints[1, 3, 4] = np.nan
+    with pytest.raises(hint_shards.HintError, match="id clip-b is NaN in some cells only"):
+        evaluate.detr_maps(hints, ["clip-a", "clip-b"])
+
+
+def test_object_map_matches_torch_resnet18(tmp_path):
+    """EZ-VSL's object map: mean over channels of |layer4|, then the protocol's resize."""
+    net = random_resnet(0.5)
+    variables, width = pretrained.load_object_npz(write_resnet_npz(net, tmp_path / "r.npz"))
+    assert width == 0.5  # read from the file, not assumed to be the student's
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, [2, 96, 96, 3], dtype=np.uint8)
+
+    ours = np.asarray(
+        evaluate.object_maps(evaluate.ObjectModel(width, variables).trunk, variables, image)
+    )
+
+    x = (image / 255.0 - np.array(evaluate.models.IMAGENET_MEAN)) / np.array(
+        evaluate.models.IMAGENET_STD
+    )
+    with torch.no_grad():
+        feats = net.trunk(torch.from_numpy(x.transpose(0, 3, 1, 2)).float())
+    reference = feats.abs().mean(1).numpy()
+    assert ours.shape == reference.shape == (2, 3, 3)
+    np.testing.assert_allclose(ours, reference, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        evaluate.protocol_maps(ours), torch_protocol(reference), atol=1e-4, rtol=0
+    )
+
+
+def test_object_npz_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        pretrained.load_object_npz(str(tmp_path / "missing.npz"))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(pretrained.PretrainedError, match="bad.npz: not a readable"):
+        pretrained.load_object_npz(str(bad))
+    other = tmp_path / "other.npz"
+    np.savez(other, **{"params/conv9/kernel": np.zeros([1])})
+    with pytest.raises(pretrained.PretrainedError, match="params/conv1/kernel"):
+        pretrained.load_object_npz(str(other))
+
+
+def write_detr_hints(builder, split, hints_dir, teacher):
+    """DETR-like maps for every record of `split` (the first one "nothing detected"), in the
+    hint-shard format; returns id → map."""
+    import tensorflow as tf
+
+    from avkd_jax import input_pipeline
+
+    rng = np.random.default_rng(5)
+    files = input_pipeline.split_files(builder, split)
+    spec = hint_shards.HintSpec(teacher, {"visual_hint": (25, 25)}, "test", 0)
+    maps, total = {}, 0
+    for f in files:
+        with tf.io.TFRecordWriter(hint_shards.hint_path(f, teacher, hints_dir)) as w:
+            for i in hint_shards.data_ids(f):
+                m = rng.random([25, 25]).astype(np.float32) if maps else np.full([25, 25], np.nan)
+                maps[i] = m.astype(np.float16)
+                w.write(hint_shards.encode_example(i, {"visual_hint": m}, spec))
+                total += 1
+    spec = hint_shards.HintSpec(teacher, spec.shapes, "test", total)
+    hint_shards.write_spec(hint_shards.spec_path(files[0], teacher, hints_dir), spec)
+    return maps
+
+
+def test_evaluation_scores_the_fusions_and_notes_what_it_skips(tiny, tmp_path):
+    """`evaluate_sets` on the tiny world: the OG variants' per-sample cIoUs equal a
+    recomputation from the raw maps (torch resize, numpy fusion); variants whose inputs
+    are missing are listed with the reason, and results.md prints it."""
+    import jax
+
+    from avkd_jax import datasets, input_pipeline, models, train
+
+    config = tiny.copy_and_resolve_references()
+    config.object_npz = write_resnet_npz(random_resnet(0.125), tmp_path / "resnet.npz")
+    config.og_detr_teacher = "fakedetr"
+    config.hints_dir = str(tmp_path / "hints")
+    config.og_alpha = 0.3
+    (tmp_path / "hints").mkdir()
+    eval_sets = datasets.get_eval_sets(config)
+    builder = eval_sets["synthetic_test"].builder
+    hints = write_detr_hints(builder, "test", config.hints_dir, "fakedetr")
+    model = models.create_model(config)
+    variables = models.init_variables(model, config, jax.random.key(0))
+    mesh = train.create_mesh()
+
+    result = evaluate.evaluate_sets(model, {"AVC": variables}, eval_sets, config, mesh)
+    e = result["synthetic_test"]
+    assert list(e.results) == ["AVC", "OG-AVC", "OG-AVC-DETR"]
+
+    objects, _ = evaluate.load_object_model(config, builder)
+    maps_fn = jax.jit(lambda v, i, a: evaluate.model_maps(model, v, i, a))
+    objects_fn = jax.jit(lambda v, i: evaluate.object_maps(objects.trunk, v, i))
+    expected = {"AVC": [], "OG-AVC": [], "OG-AVC-DETR": []}
+    for batch in input_pipeline.eval_batches(builder, config, "test", 5):
+        for r in np.flatnonzero(batch["mask"]):
+            image, pcm = batch["image"][r : r + 1], batch["audio"][r : r + 1]
+            avc = torch_protocol(np.asarray(maps_fn(variables, image, pcm)))
+            obj = torch_protocol(np.asarray(objects_fn(objects.variables, image)))
+            detr = hints[batch["id"][r].decode()].astype(np.float32)[None]
+            detr = np.zeros([1, S, S]) if np.isnan(detr).all() else torch_protocol(detr)
+            gt = evaluate.gt_map_of(batch, r, "flickr")
+            for name, pred in (
+                ("AVC", avc),
+                ("OG-AVC", 0.7 * avc + 0.3 * obj),
+                ("OG-AVC-DETR", (avc + obj + detr) / 3),
+            ):
+                expected[name].append(evaluate.sample_ciou(pred[0], gt))
+    for name, values in expected.items():
+        np.testing.assert_allclose(e.cious[name], values, atol=1e-6, err_msg=name)
+        assert e.results[name]["ciou"] == evaluate.summarize(values)["ciou"]
+
+    # The real DETR's hints are not there: that variant is skipped, with the command.
+    config.og_detr_teacher = "detr"
+    e = evaluate.evaluate_sets(model, {"AVC": variables}, eval_sets, config, mesh)["synthetic_test"]
+    assert list(e.results) == ["AVC", "OG-AVC", evaluate.SKIPPED]
+    why = e.results[evaluate.SKIPPED]["OG-AVC-DETR"]
+    assert "no hints extracted" in why and "-m teachers.extract" in why and "--split=test" in why
+    text = evaluate.write_results(str(tmp_path), {"synthetic_test": e.results}, 3)
+    assert f"Not evaluated:\n\n- OG-AVC-DETR: {why}" in text
+    assert "| OG-AVC |" in text and "| skipped |" not in text
+
+    # No object model (both object-guided variants are skipped), or a missing file.
+    config.object_npz = None
+    assert evaluate.load_object_model(config, builder)[1].startswith("no object model")
+    config.object_npz = str(tmp_path / "gone.npz")
+    assert (
+        "gone.npz (config.object_npz) does not exist"
+        in evaluate.load_object_model(config, builder)[1]
+    )
