@@ -3,7 +3,18 @@
 python -m avkd_jax.main --config=configs/synthetic.py --workdir=runs/synthetic
 python -m avkd_jax.main --config=configs/synthetic.py --workdir=runs/synthetic --mode=eval
 python -m avkd_jax.main --config=configs/flickr10k.py --mode=summary
+python -m avkd_jax.main --config=configs/flickr144k.py --workdir=runs/authors --mode=import \
+    --npz=avc.npz    # the authors' checkpoint, converted by `python -m teachers.convert_avc`
+
+Several processes (one per host, DESIGN §7): the same command on every host, with
+--coordinator_address=HOST0:PORT --num_processes=N --process_id=I (or the environment
+variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); under `srun` or
+`mpirun` with several tasks JAX finds them itself. After a preemption notice (SIGTERM)
+training saves a checkpoint and exits with status 75; the same command resumes.
 """
+
+import os
+import sys
 
 from absl import app
 from absl import flags
@@ -20,11 +31,77 @@ flags.DEFINE_string("workdir", None, "Checkpoints, metrics and results go here."
 flags.DEFINE_enum(
     "mode",
     "train",
-    ["train", "eval", "summary"],
+    ["train", "eval", "summary", "import"],
     "train (resumes from the workdir's latest checkpoint, evaluates at the "
-    "end), eval (the latest checkpoint), or summary (parameters and FLOPs).",
+    "end), eval (the latest checkpoint), summary (parameters and FLOPs), or import (--npz "
+    "into a fresh workdir as its step-0 checkpoint).",
+)
+flags.DEFINE_string("npz", None, "--mode=import: the .npz written by teachers.convert_avc.")
+flags.DEFINE_enum(
+    "distributed",
+    "auto",
+    ["auto", "yes", "no"],
+    "jax.distributed.initialize(): auto (when a flag below or its environment variable is "
+    "set, or under srun / mpirun with several tasks), yes (always: JAX detects TPU pods, "
+    "Kubernetes, ... itself), no (one process).",
+)
+flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0 (default $JAX_COORDINATOR_ADDRESS)."
+)
+flags.DEFINE_integer("num_processes", None, "Processes in the run (default $JAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None, "This process, 0 … num_processes − 1 ($JAX_PROCESS_ID).")
+flags.DEFINE_list(
+    "local_device_ids", None, "This process's devices, e.g. 0,1 ($JAX_LOCAL_DEVICE_IDS)."
 )
 flags.mark_flags_as_required(["config"])
+
+_EXPLICIT = {
+    "coordinator_address": "JAX_COORDINATOR_ADDRESS",
+    "num_processes": "JAX_NUM_PROCESSES",
+    "process_id": "JAX_PROCESS_ID",
+}
+
+
+def distributed_kwargs(flag_values, environ) -> dict | None:
+    """The arguments of `jax.distributed.initialize` for this run; None for one process.
+
+    Args:
+      flag_values: the parsed flags (`distributed`, `coordinator_address`, `num_processes`,
+        `process_id`, `local_device_ids`).
+      environ: the environment (`os.environ`).
+    Raises:
+      app.UsageError: some but not all of the three explicit settings, outside a cluster.
+    """
+    if flag_values.distributed == "no":
+        return None
+    kwargs = {}
+    for name, variable in _EXPLICIT.items():
+        value = getattr(flag_values, name)
+        if value is None and environ.get(variable):
+            value = environ[variable] if name == "coordinator_address" else int(environ[variable])
+        if value is not None:
+            kwargs[name] = value
+    if flag_values.local_device_ids:
+        kwargs["local_device_ids"] = [int(i) for i in flag_values.local_device_ids]
+    if flag_values.distributed == "yes" or _launched_by_cluster(environ):
+        return kwargs  # JAX fills in what is missing from the cluster's environment.
+    if not kwargs:
+        return None
+    missing = [f"--{name} (or ${var})" for name, var in _EXPLICIT.items() if name not in kwargs]
+    if missing:
+        raise app.UsageError(
+            f"Several processes need {', '.join(missing)} as well, or run under srun / "
+            "mpirun, or --distributed=yes where JAX detects the cluster itself."
+        )
+    return kwargs
+
+
+def _launched_by_cluster(environ) -> bool:
+    """srun or mpirun started this process as one task of several."""
+    for variable in ("SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE"):
+        if int(environ.get(variable) or 1) > 1:
+            return True
+    return False
 
 
 def main(argv):
@@ -36,9 +113,21 @@ def main(argv):
         return
     if not FLAGS.workdir:
         raise app.UsageError(f"--workdir is required with --mode={FLAGS.mode}.")
+    kwargs = distributed_kwargs(FLAGS, os.environ)
+    if kwargs is not None:
+        # Before anything touches a device: JAX then sees every process's devices.
+        jax.distributed.initialize(**kwargs)
     logging.info("JAX devices: %s (%d processes)", jax.devices(), jax.process_count())
     if FLAGS.mode == "train":
-        train.train_and_evaluate(config, FLAGS.workdir)
+        try:
+            train.train_and_evaluate(config, FLAGS.workdir)
+        except train.Preempted as e:
+            logging.warning("%s", e)
+            sys.exit(train.PREEMPTED_EXIT_STATUS)
+    elif FLAGS.mode == "import":
+        if not FLAGS.npz:
+            raise app.UsageError("--mode=import needs --npz (from python -m teachers.convert_avc).")
+        print(f"Imported {FLAGS.npz}: {train.import_npz(config, FLAGS.workdir, FLAGS.npz)}")
     else:
         train.evaluate_workdir(config, FLAGS.workdir)
 

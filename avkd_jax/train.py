@@ -1,8 +1,11 @@
 """Training: a plain-dict state, one jitted update step, the loop, checkpoints, evaluation."""
 
+import contextlib
 import functools
 import json
 import os
+import signal
+import threading
 import time
 
 from absl import logging
@@ -15,10 +18,14 @@ import optax
 import orbax.checkpoint as ocp
 
 from avkd_jax import datasets
+from avkd_jax.datasets import overlap
 from avkd_jax import evaluate
 from avkd_jax import input_pipeline
 from avkd_jax import losses
 from avkd_jax import models
+from avkd_jax import pictures
+from avkd_jax import pretrained
+from avkd_jax import teacher_hints
 
 P = jax.sharding.PartitionSpec
 
@@ -27,25 +34,39 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
-def create_mesh() -> jax.sharding.Mesh:
-    """A 1-D mesh over every device of every process; the batch is split on `data`."""
-    return jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+class CheckpointRestoreError(ValueError):
+    """A checkpoint in the workdir cannot be restored (damaged, or another model's)."""
 
 
-def warn_unused_hints(config) -> None:
-    """Says that the config's teacher-hint weights (α2, α3) are not applied yet.
+# sysexits.h EX_TEMPFAIL: "try again later". `python -m avkd_jax.main` exits with it after
+# a preemption checkpoint, so a scheduler or script tells "rerun me" from "done" (0).
+PREEMPTED_EXIT_STATUS = 75
 
-    Hint shards arrive with the teachers (issue #4); until then `loss_terms` is the
-    contrastive loss alone, and the paper configs keep the paper's α values for then.
+
+class Preempted(Exception):
+    """Training stopped at a preemption notice (SIGTERM) after saving a checkpoint.
+
+    Attributes:
+      step: the step of that checkpoint; running the same command again resumes there.
+      directory: the checkpoint folder.
     """
-    if config.teachers and (config.alpha_audio or config.alpha_visual):
-        logging.warning(
-            "Teachers %s requested (α2=%g, α3=%g) but hint extraction is not in "
-            "this release: training with the contrastive loss alone.",
-            tuple(config.teachers),
-            config.alpha_audio,
-            config.alpha_visual,
+
+    def __init__(self, step: int, directory: str):
+        self.step, self.directory = step, str(directory)
+        super().__init__(
+            f"Preempted at step {step}: checkpoint saved in {self.directory}. Run the same "
+            "command again to resume from it."
         )
+
+
+def create_mesh() -> jax.sharding.Mesh:
+    """A 1-D mesh over every device of every process; the batch is split on `data`.
+
+    Devices are ordered by process, so each process's rows of a global batch are one
+    contiguous block (`input_pipeline.make_global`).
+    """
+    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+    return jax.sharding.Mesh(np.asarray(devices), ("data",))
 
 
 def init_state(model, config, rng) -> dict:
@@ -65,7 +86,12 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
 
 def loss_terms(params, batch_stats, batch, *, model, config):
-    """The total loss of DESIGN §3 over the global batch, and its terms."""
+    """The total loss of DESIGN §3 over the global batch, and its terms.
+
+    `batch` holds `image` uint8 [B, H, W, 3], `audio` int16 [B, N] and, when α2 / α3 are
+    not 0, `audio_hint` [B, D] and `visual_hint` [B, h, w] (an attention-like map, NaN
+    where the teacher found nothing) or [B, H/32, W/32, D] (a feature map).
+    """
     (audio_emb, visual_map), new_vars = model.apply(
         {"params": params, "batch_stats": batch_stats},
         batch["image"],
@@ -74,9 +100,19 @@ def loss_terms(params, batch_stats, batch, *, model, config):
         mutable=["batch_stats"],
     )
     sim = losses.similarity_maps(audio_emb, visual_map, config.tau)
-    l_s = losses.contrastive_loss(sim)
-    total = config.alpha_contrastive * l_s
-    return total, ({"loss": total, "loss_contrastive": l_s}, new_vars["batch_stats"])
+    terms = {"loss_contrastive": losses.contrastive_loss(sim)}
+    total = config.alpha_contrastive * terms["loss_contrastive"]
+    if config.alpha_audio:
+        terms["loss_audio_hint"] = losses.audio_hint_loss(audio_emb, batch["audio_hint"])
+        total += config.alpha_audio * terms["loss_audio_hint"]
+    if config.alpha_visual:
+        hint = batch["visual_hint"]
+        if hint.ndim == 3:
+            terms["loss_visual_hint"] = losses.visual_hint_loss(visual_map, hint)
+        else:
+            terms["loss_visual_hint"] = losses.visual_feature_hint_loss(visual_map, hint)
+        total += config.alpha_visual * terms["loss_visual_hint"]
+    return total, ({"loss": total, **terms}, new_vars["batch_stats"])
 
 
 def train_step(state, batch, *, model, config):
@@ -109,6 +145,10 @@ def compile_train_step(model, config, mesh):
 
 
 def checkpoint_manager(workdir, config) -> ocp.CheckpointManager:
+    """orbax's manager of `<workdir>/checkpoints`. Every process makes one and calls `save`
+    together (orbax coordinates the write: process 0 writes replicated arrays and the
+    metadata); a step's folder appears under its final name only once complete, so a run
+    killed mid-save resumes from the previous checkpoint."""
     options = ocp.CheckpointManagerOptions(
         max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=False
     )
@@ -117,8 +157,9 @@ def checkpoint_manager(workdir, config) -> ocp.CheckpointManager:
     )
 
 
-def restore_or_init(model, config, mesh, manager, rng) -> dict:
-    """The latest checkpoint in `manager` if there is one, else a fresh state, replicated."""
+def restore_or_init(model, config, mesh, manager, rng, init_visual_npz=None) -> dict:
+    """The latest checkpoint in `manager` if there is one, else a fresh state, replicated
+    (with the visual trunk from `init_visual_npz`, a converted ResNet18, when given)."""
     replicated = jax.sharding.NamedSharding(mesh, P())
     abstract = jax.eval_shape(functools.partial(init_state, model, config), rng)
     abstract = jax.tree.map(
@@ -127,8 +168,34 @@ def restore_or_init(model, config, mesh, manager, rng) -> dict:
     latest = manager.latest_step()
     if latest is not None:
         logging.info("Resuming from checkpoint step %d in %s", latest, manager.directory)
-        return manager.restore(latest, args=ocp.args.StandardRestore(abstract))
+        try:
+            return manager.restore(latest, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # orbax and TensorStore raise bare Exceptions on damaged files.
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointRestoreError(
+                f"{os.path.join(manager.directory, str(latest))}: cannot restore this "
+                f"checkpoint ({first[:300]}). Its files are damaged or belong to another "
+                "model: move that step's folder away to resume from an earlier step, or use a "
+                "fresh --workdir."
+            ) from e
     state = jax.jit(functools.partial(init_state, model, config), out_shardings=replicated)(rng)
+    if init_visual_npz:
+        state = with_pretrained_visual_trunk(state, init_visual_npz, config, replicated)
+    return state
+
+
+def with_pretrained_visual_trunk(state, path, config, sharding) -> dict:
+    """`state` with the visual student's ResNet18 trunk (parameters and BatchNorm statistics)
+    taken from a converted `.npz` (DESIGN §3: ImageNet initialisation). Adam's moments start
+    at zero whatever the parameters, so the optimiser state stays as it is."""
+    trunk = pretrained.load_resnet18_npz(path, width=config.model.width)
+    logging.info("Visual trunk initialised from %s", path)
+    state = dict(state)
+    for collection in ("params", "batch_stats"):
+        tree = dict(state[collection])
+        tree["visual"] = dict(tree["visual"])
+        tree["visual"]["imgnet"] = jax.device_put(trunk[collection], sharding)
+        state[collection] = tree
     return state
 
 
@@ -138,7 +205,13 @@ def save_config(config, workdir, write=True):
     path = os.path.join(workdir, "config.json")
     if os.path.exists(path):
         with open(path) as f:
-            old = json.load(f)
+            try:
+                old = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f"{path}: not valid JSON ({e}): not a workdir this code wrote; use a "
+                    "fresh --workdir."
+                ) from None
         for key in ("model", "image_size", "sample_rate", "audio_seconds"):
             new = json.loads(config.to_json())[key]
             if old.get(key) != new:
@@ -154,7 +227,8 @@ def save_config(config, workdir, write=True):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains the AVC student as `config` says, checkpointing and evaluating in `workdir`.
 
-    Returns the last evaluation's results (variant → summary).
+    Returns the last evaluation's results (eval set → variant → summary; {} when
+    `config.eval_every_epochs` is 0). Raises `Preempted` after checkpointing on SIGTERM.
     """
     os.makedirs(workdir, exist_ok=True)
     save_config(config, workdir)
@@ -166,19 +240,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"{jax.device_count()} devices."
         )
     local_batch = config.batch_size // jax.process_count()
+    logging.info(
+        "Process %d of %d: %d local devices of %d; input groups %s of %d.",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+        list(input_pipeline.process_groups(input_pipeline.num_input_groups(config))),
+        input_pipeline.num_input_groups(config),
+    )
 
     builder = datasets.get_builder(config)
     builder.download_and_prepare()
+    eval_sets = datasets.prepare_eval_sets(config, builder)
+    overlap.check_train_test_overlap(
+        builder, config.train_split, eval_sets, config.allow_test_overlap
+    )
     num_train = builder.info.splits[config.train_split].num_examples
-    steps_per_epoch = num_train // config.batch_size
+    steps_per_epoch = input_pipeline.steps_per_epoch(builder, config)
     if steps_per_epoch == 0:
         raise ValueError(f"{num_train} training examples make no batch of {config.batch_size}.")
     total_steps = steps_per_epoch * config.num_epochs
-    warn_unused_hints(config)
+    teacher_hints.ensure_hints(builder, config, config.train_split)
+    hint_sources = teacher_hints.hint_sources(builder, config, config.train_split)
+    teacher_hints.check_counts(builder, config.train_split, hint_sources)
+    for source in hint_sources:
+        logging.info("Hints %s from teacher %s (%s)", source.names, source.teacher, source.spec)
 
     model = models.create_model(config)
     manager = checkpoint_manager(workdir, config)
-    state = restore_or_init(model, config, mesh, manager, jax.random.key(config.seed))
+    init_npz = pretrained.resolve_npz(config.init_visual_npz, builder, config)
+    if not init_npz:
+        logging.warning(
+            "The visual student starts from random weights; the paper's starts from "
+            "ImageNet (convert torchvision's with teachers.convert_resnet and pass "
+            "--config.init_visual_npz)."
+        )
+    state = restore_or_init(model, config, mesh, manager, jax.random.key(config.seed), init_npz)
     step = int(state["step"])
     step_fn = compile_train_step(model, config, mesh)
     data_sharding = jax.sharding.NamedSharding(mesh, P("data"))
@@ -190,62 +288,117 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         step,
     )
 
+    read_files = input_pipeline.process_train_files(builder, config, hint_sources)
     results = {}
     pending, t0, t0_step = None, time.perf_counter(), step
-    for epoch in range(step // steps_per_epoch, config.num_epochs):
-        ds = input_pipeline.train_dataset(builder, config, epoch, local_batch)
-        ds = ds.skip(step - epoch * steps_per_epoch).take(steps_per_epoch)
-        batches = input_pipeline.prefetch_to_device(
-            iter(ds.as_numpy_iterator()), config.prefetch_batches, data_sharding
-        )
-        for batch in batches:
-            state, metrics = step_fn(state, batch)
-            step += 1
-            # Read the previous step's metrics while this one runs: a NaN stops training one
-            # step late at most, and the device never waits for the host.
-            if pending is not None:
-                t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
-            pending = (step, metrics)
-            if step % config.checkpoint_every_steps == 0 or step == total_steps:
-                t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
-                pending = None
-                manager.save(step, args=ocp.args.StandardSave(state))
-        if (epoch + 1) % config.eval_every_epochs == 0 or epoch + 1 == config.num_epochs:
-            if pending is not None:
-                t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
-                pending = None
-            final = epoch + 1 == config.num_epochs
-            results = evaluate_and_report(
-                model, state, builder, config, mesh, workdir, baselines=final
+    with sigterm_notice() as sigterm_received:
+        for epoch in range(step // steps_per_epoch, config.num_epochs):
+            ds = input_pipeline.train_dataset(builder, config, epoch, local_batch, hint_sources)
+            ds = ds.skip(step - epoch * steps_per_epoch).take(steps_per_epoch)
+            batches = input_pipeline.prefetch_to_device(
+                input_pipeline.numpy_batches(ds, read_files),
+                config.prefetch_batches,
+                data_sharding,
             )
-            writer.write_scalars(
-                step, {f"eval/{k}": v for k, v in results["AVC"].items() if np.isscalar(v)}
-            )
-            writer.flush()
-    if not results:  # Already trained to the end: report the final checkpoint again.
+            for batch in batches:
+                state, metrics = step_fn(state, batch)
+                step += 1
+                # Read the previous step's metrics while this one runs: a NaN stops training
+                # one step late at most, and the device never waits for the host.
+                if pending is not None:
+                    t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
+                pending = (step, metrics)
+                # Every process asks at every step: with several, JAX's preemption service
+                # makes them agree on the step to stop at.
+                preempted = manager.reached_preemption(step) or sigterm_received()
+                if preempted or step % config.checkpoint_every_steps == 0 or step == total_steps:
+                    t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
+                    pending = None
+                    manager.save(step, args=ocp.args.StandardSave(state))
+                    writer.flush()  # The metrics up to a checkpoint outlive a kill -9.
+                    logging.info("Saved checkpoint step %d in %s", step, manager.directory)
+                if preempted:
+                    manager.wait_until_finished()
+                    raise Preempted(step, manager.directory)
+            if step < (epoch + 1) * steps_per_epoch:  # A shard emptied or cut between records.
+                input_pipeline.raise_short_shard(
+                    builder,
+                    config.train_split,
+                    read_files,
+                    f"Epoch {epoch} ended after step {step}, not {(epoch + 1) * steps_per_epoch}",
+                )
+            every = config.eval_every_epochs
+            if every and ((epoch + 1) % every == 0 or epoch + 1 == config.num_epochs):
+                if pending is not None:
+                    t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
+                    pending = None
+                final = epoch + 1 == config.num_epochs
+                results = evaluate_and_report(
+                    model, state, eval_sets, config, mesh, workdir, baselines=final
+                )
+                writer.write_scalars(
+                    step,
+                    {
+                        f"eval/{name}/{k}": v
+                        for name, r in results.items()
+                        for k, v in r["AVC"].items()
+                        if np.isscalar(v)
+                    },
+                )
+                writer.flush()
+    if not results and config.eval_every_epochs:  # Already trained: report it again.
         logging.info("%s is already trained to step %d: evaluating it.", workdir, step)
-        results = evaluate_and_report(model, state, builder, config, mesh, workdir)
+        results = evaluate_and_report(model, state, eval_sets, config, mesh, workdir)
     manager.wait_until_finished()
     writer.flush()
     return results
+
+
+@contextlib.contextmanager
+def sigterm_notice():
+    """Yields a function that says whether SIGTERM has arrived since entering.
+
+    One process without `jax.distributed`: a handler notes the signal and training goes on
+    to the end of its step, saves and stops (`Preempted`). With `jax.distributed`, JAX's
+    preemption service owns SIGTERM and the processes agree on the step to stop at
+    (`CheckpointManager.reached_preemption`); the function then always says False.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if jax.distributed.is_initialized() or not in_main_thread:
+        yield lambda: False
+        return
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield lambda: bool(received)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def variables_of(state) -> dict:
     return {"params": state["params"], "batch_stats": state["batch_stats"]}
 
 
-def evaluate_and_report(model, state, builder, config, mesh, workdir, baselines=True):
-    """Evaluates the trained student (with `baselines`: beside an untrained student, the
-    centre prior and the every-object map), writes results.{json,md}, prints the table."""
+def evaluate_and_report(model, state, eval_sets, config, mesh, workdir, baselines=True):
+    """Evaluates the trained student and its object-guided variants on every set of
+    `eval_sets` (name → `datasets.EvalSet`; with `baselines`: beside an untrained student,
+    the centre prior and the every-object map), writes results.{json,md}, cious.json and
+    the pictures (<workdir>/pictures/), prints the tables. Returns set → variant → summary
+    (and 'skipped' → {variant: reason} where a variant lacked its inputs)."""
     variants = {"AVC": variables_of(state)}
     if baselines:
         replicated = jax.sharding.NamedSharding(mesh, P())
         variants["untrained"] = jax.jit(
             functools.partial(models.init_variables, model, config), out_shardings=replicated
         )(jax.random.key(config.seed + 1))
-    results = evaluate.evaluate_split(model, variants, builder, config, mesh, baselines=baselines)
-    text = evaluate.write_results(workdir, results, int(state["step"]), config.eval_split)
+    evaluated = evaluate.evaluate_sets(model, variants, eval_sets, config, mesh, baselines)
+    results = {name: e.results for name, e in evaluated.items()}
+    step = int(state["step"])
+    text = evaluate.write_results(workdir, results, step)
+    evaluate.write_cious(workdir, evaluated, step)
     if jax.process_index() == 0:
+        for name, e in evaluated.items():
+            pictures.write_pictures(os.path.join(workdir, "pictures"), name, e)
         print(text, flush=True)
     return results
 
@@ -263,7 +416,37 @@ def evaluate_workdir(config, workdir) -> dict:
     state = restore_or_init(model, config, mesh, manager, jax.random.key(config.seed))
     builder = datasets.get_builder(config)
     builder.download_and_prepare()
-    return evaluate_and_report(model, state, builder, config, mesh, workdir)
+    eval_sets = datasets.prepare_eval_sets(config, builder)
+    return evaluate_and_report(model, state, eval_sets, config, mesh, workdir)
+
+
+def import_npz(config, workdir, npz) -> str:
+    """--mode=import: a whole student from an `.npz` (`python -m teachers.convert_avc`, the
+    authors' released checkpoint) → `workdir` with config.json and a checkpoint at step 0,
+    which --mode=eval and `avkd_jax.localize` read. Returns the checkpoint folder."""
+    os.makedirs(workdir, exist_ok=True)
+    manager = checkpoint_manager(workdir, config)
+    if manager.latest_step() is not None:
+        raise FileExistsError(
+            f"{manager.directory} already holds a checkpoint (step {manager.latest_step()}): "
+            "import into a fresh --workdir."
+        )
+    model = models.create_model(config)
+    variables = pretrained.load_avc_npz(npz, model, config)
+    save_config(config, workdir)
+    replicated = jax.sharding.NamedSharding(create_mesh(), P())
+    params = jax.device_put(variables["params"], replicated)
+    state = {
+        "params": params,
+        "batch_stats": jax.device_put(variables["batch_stats"], replicated),
+        # Adam's moments start at zero: a later --mode=train fine-tunes from here.
+        "opt_state": jax.device_put(make_optimizer(config).init(params), replicated),
+        "step": jax.device_put(jnp.zeros([], jnp.int32), replicated),
+    }
+    manager.save(0, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+    logging.info("Imported %s into %s (step 0)", npz, manager.directory)
+    return str(manager.directory)
 
 
 def _check_and_log(writer, config, step, metrics, t0, t0_step):
