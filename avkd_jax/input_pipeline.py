@@ -368,7 +368,9 @@ def eval_batches(builder, config, split: str, batch_size: int, hint_sources=()) 
         yield batch
     expected = builder.info.splits[split].num_examples
     if rows < expected:
-        raise_short_shard(builder, split, files, f"The {split} split gave {rows} of {expected} rows")
+        raise_short_shard(
+            builder, split, files, f"The {split} split gave {rows} of {expected} rows"
+        )
 
 
 def _pad_rows(x, rows):

@@ -22,6 +22,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from avkd_jax import distributed
 from avkd_jax import models
 from avkd_jax import train
 
@@ -55,54 +56,6 @@ flags.DEFINE_list(
 )
 flags.mark_flags_as_required(["config"])
 
-_EXPLICIT = {
-    "coordinator_address": "JAX_COORDINATOR_ADDRESS",
-    "num_processes": "JAX_NUM_PROCESSES",
-    "process_id": "JAX_PROCESS_ID",
-}
-
-
-def distributed_kwargs(flag_values, environ) -> dict | None:
-    """The arguments of `jax.distributed.initialize` for this run; None for one process.
-
-    Args:
-      flag_values: the parsed flags (`distributed`, `coordinator_address`, `num_processes`,
-        `process_id`, `local_device_ids`).
-      environ: the environment (`os.environ`).
-    Raises:
-      app.UsageError: some but not all of the three explicit settings, outside a cluster.
-    """
-    if flag_values.distributed == "no":
-        return None
-    kwargs = {}
-    for name, variable in _EXPLICIT.items():
-        value = getattr(flag_values, name)
-        if value is None and environ.get(variable):
-            value = environ[variable] if name == "coordinator_address" else int(environ[variable])
-        if value is not None:
-            kwargs[name] = value
-    if flag_values.local_device_ids:
-        kwargs["local_device_ids"] = [int(i) for i in flag_values.local_device_ids]
-    if flag_values.distributed == "yes" or _launched_by_cluster(environ):
-        return kwargs  # JAX fills in what is missing from the cluster's environment.
-    if not kwargs:
-        return None
-    missing = [f"--{name} (or ${var})" for name, var in _EXPLICIT.items() if name not in kwargs]
-    if missing:
-        raise app.UsageError(
-            f"Several processes need {', '.join(missing)} as well, or run under srun / "
-            "mpirun, or --distributed=yes where JAX detects the cluster itself."
-        )
-    return kwargs
-
-
-def _launched_by_cluster(environ) -> bool:
-    """srun or mpirun started this process as one task of several."""
-    for variable in ("SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE"):
-        if int(environ.get(variable) or 1) > 1:
-            return True
-    return False
-
 
 def main(argv):
     if len(argv) > 1:
@@ -113,7 +66,7 @@ def main(argv):
         return
     if not FLAGS.workdir:
         raise app.UsageError(f"--workdir is required with --mode={FLAGS.mode}.")
-    kwargs = distributed_kwargs(FLAGS, os.environ)
+    kwargs = distributed.initialize_kwargs(FLAGS, os.environ)
     if kwargs is not None:
         # Before anything touches a device: JAX then sees every process's devices.
         jax.distributed.initialize(**kwargs)

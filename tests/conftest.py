@@ -43,6 +43,10 @@ def tiny_config(data_dir):
     c.teachers = ()
     c.alpha_audio = 0.0
     c.alpha_visual = 0.0
+    # Random initialisation and no object model unless a test asks: the synthetic
+    # stand-in for ImageNet takes minutes to train.
+    c.init_visual_npz = None
+    c.object_npz = None
     return c
 
 

@@ -79,7 +79,7 @@ class HintSpec:
                 raise HintError(f"{path}: hint spec version is not {SPEC_VERSION}")
             return cls(**d)
         except (ValueError, TypeError) as e:
-            if isinstance(e, HintError):
+            if isinstance(e, HintError) and str(e).startswith(path):
                 raise
             raise HintError(f"{path}: not a valid hint spec ({e})") from None
 
@@ -177,13 +177,16 @@ def tf_parser(spec: HintSpec, path: str = "<hint shard>"):
         out = {"id": ex["id"]}
         for name, shape in spec.shapes.items():
             flat = tf.io.decode_raw(ex[name], tf.float16, little_endian=True)
-            check = tf.debugging.assert_equal(
-                tf.size(flat),
-                int(np.prod(shape)),
-                message=f"{path}: {name} does not hold the {shape} float16 values its spec "
-                "says (re-extract the hints); record id",
-                data=[ex["id"], tf.size(flat)],
-                summarize=1,
+            check = tf.debugging.Assert(
+                tf.equal(tf.size(flat), int(np.prod(shape))),
+                [
+                    (
+                        f"{path}: {name} does not hold the {shape} float16 values its spec "
+                        "says (re-extract the hints); record id, values:"
+                    ),
+                    ex["id"],
+                    tf.size(flat),
+                ],
             )
             with tf.control_dependencies([check]):
                 out[name] = tf.reshape(flat, shape)

@@ -1,0 +1,105 @@
+"""Evaluation throughput in maps/s: the model's localisation maps alone, and the whole
+protocol on the synthetic world's test split (read, decode, resize, maps, upsample,
+threshold, cIoU).
+
+    python benchmarks/eval.py                          # synthetic and paper shapes
+    python benchmarks/eval.py --shapes=synthetic --batches=2 --no-protocol
+
+Model maps: `evaluate.model_maps` jitted, on a fixed random batch of `eval_batch_size`
+already on the device, median of `--batches` calls after one untimed. Protocol:
+`evaluate.evaluate_split` of an untrained student on configs/synthetic.py's test split
+(under --data_dir, prepared on first use), one variant, no baselines, timed end to end
+after one untimed run that compiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+
+from train_step import cpu_name, load_config, median_seconds, random_batch
+
+from avkd_jax import datasets, evaluate, models, train
+
+P = jax.sharding.PartitionSpec
+SHAPES = {"synthetic": "synthetic", "paper": "flickr10k"}
+
+
+def untrained(model, config, mesh):
+    replicated = jax.sharding.NamedSharding(mesh, P())
+    init = jax.jit(lambda r: models.init_variables(model, config, r), out_shardings=replicated)
+    return init(jax.random.key(0))
+
+
+def model_maps_per_second(config, batches: int) -> float:
+    model = models.create_model(config)
+    mesh = train.create_mesh()
+    variables = untrained(model, config, mesh)
+    config.batch_size = config.eval_batch_size
+    batch = random_batch(config)
+    data = jax.sharding.NamedSharding(mesh, P("data"))
+    image, pcm = (jax.device_put(jnp.asarray(batch[k]), data) for k in ("image", "audio"))
+    maps = jax.jit(lambda v, i, a: evaluate.model_maps(model, v, i, a))
+    seconds = median_seconds(lambda: maps(variables, image, pcm).block_until_ready(), 1, batches)
+    return config.eval_batch_size / seconds
+
+
+def protocol_maps_per_second(config) -> tuple[float, int]:
+    """(maps/s, maps) of one `evaluate_split` over the config's test split."""
+    builder = datasets.get_builder(config)
+    builder.download_and_prepare()
+    model = models.create_model(config)
+    mesh = train.create_mesh()
+    variants = {evaluate.STUDENT: untrained(model, config, mesh)}
+    results = evaluate.evaluate_split(model, variants, builder, config, mesh)  # Compiles.
+    start = time.perf_counter()
+    results = evaluate.evaluate_split(model, variants, builder, config, mesh)
+    n = results[evaluate.STUDENT]["n"]
+    return n / (time.perf_counter() - start), n
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", default="synthetic,paper", help=", ".join(SHAPES))
+    p.add_argument("--dtype", default="float32", help="model.dtype")
+    p.add_argument("--batches", type=int, default=3, help="timed model-map batches")
+    p.add_argument("--protocol", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--data_dir", default=os.path.join(REPO, "data"), help="the synthetic world")
+    args = p.parse_args(argv)
+
+    rows = []
+    for shape in args.shapes.split(","):
+        if shape not in SHAPES:
+            p.error(f"--shapes: unknown shape {shape!r}; known: {', '.join(SHAPES)}")
+        config = load_config(SHAPES[shape])
+        config.model.dtype = args.dtype
+        batch = config.eval_batch_size
+        sps = model_maps_per_second(config, args.batches)
+        rows.append((shape, f"model maps, batch {batch}", sps))
+        if args.protocol and shape == "synthetic":
+            config = load_config(SHAPES[shape])
+            config.model.dtype = args.dtype
+            config.data_dir = args.data_dir
+            sps, n = protocol_maps_per_second(config)
+            rows.append((shape, f"whole protocol, {n} test scenes", sps))
+
+    cores = len(os.sched_getaffinity(0))
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    print(f"\n{cpu_name()}, {cores} cores; jax {jax.__version__}; XLA_FLAGS={xla_flags!r}\n")
+    print(f"| shape | what ({args.dtype}) | maps/s |\n|---|---|---|")
+    for shape, what, sps in rows:
+        print(f"| {shape} | {what} | {sps:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
