@@ -1,112 +1,99 @@
 """The paper's Table 2 on the synthetic world: which teacher helps the student.
 
-Trains the demo's student four times per seed (no teacher, audio teacher only, visual
-teacher only, both) and prints a mean ± std table of cIoU, AUC, mean cIoU and the
-audio-swap score on the synthetic test set. Runs are kept in `--workdir` and a finished
-run is not trained again, so an interrupted ablation continues where it stopped.
+Trains the student four times per seed (no teacher, audio teacher only, visual teacher
+only, both: α2 and α3 set to 0 or left at the config's values) and prints a mean ± std
+table of cIoU, AUC, mean cIoU and the audio-swap score on the synthetic test set. Runs go
+through `benchmarks/repeat.py`'s `run_seed`: variant v, seed k trains in
+`<workdir>/<v>/seed<k>`, and a run finished with the same command is not trained again,
+so an interrupted ablation continues where it stopped. Arguments after `--` go to every
+`python -m avkd_jax.main` call (e.g. a smaller world for a quick table).
 
-    python benchmarks/ablation.py --seeds=3 --workdir=runs/ablation
+    python benchmarks/ablation.py --seeds=3
+    python benchmarks/ablation.py --seeds=3 --workdir=runs/ablation_small -- \\
+        --config.dataset_kwargs.num_train=1000 --config.num_epochs=5
 """
 
+from __future__ import annotations
+
 import argparse
-import importlib.util
-import json
 import os
 import pathlib
-import subprocess
 import sys
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import repeat  # noqa: E402  (benchmarks/repeat.py)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-# (name, α2, α3): the rows of the paper's Table 2.
+# (slug, row name, α2 off, α3 off): the rows of the paper's Table 2.
 VARIANTS = (
-    ("base (no teacher)", 0.0, 0.0),
-    ("audio teacher", None, 0.0),
-    ("visual teacher", 0.0, None),
-    ("both teachers", None, None),
+    ("base", "base (no teacher)", True, True),
+    ("audio", "audio teacher", False, True),
+    ("visual", "visual teacher", True, False),
+    ("both", "both teachers", False, False),
 )
 COLUMNS = (("ciou", "cIoU@0.5"), ("auc", "AUC"), ("mean_ciou", "mean cIoU"))
 
 
-def load_config(path):
-    spec = importlib.util.spec_from_file_location("ablation_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def variant_args(audio_off: bool, visual_off: bool) -> list[str]:
+    return ["--config.alpha_audio=0"] * audio_off + ["--config.alpha_visual=0"] * visual_off
 
 
-def run_dir(workdir, variant, seed):
-    slug = variant.split(" ")[0]
-    return os.path.join(workdir, f"{slug}_seed{seed}")
-
-
-def finished_results(path, total_steps):
-    """The AVC row of a finished run's results.json, or None."""
-    f = os.path.join(path, "results.json")
-    if not os.path.exists(f):
-        return None
-    with open(f) as fh:
-        data = json.load(fh)
-    if data.get("step") != total_steps:
-        return None
-    sets = data.get("sets") or {data.get("split", "test"): data["results"]}
-    return next(iter(sets.values()))["AVC"]
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(REPO / "configs" / "synthetic.py"))
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--workdir", default=str(REPO / "runs" / "ablation"))
-    args = p.parse_args(argv)
-
-    config = load_config(args.config)
-    steps_per_epoch = config.dataset_kwargs.num_train // config.batch_size
-    total_steps = steps_per_epoch * config.num_epochs
-    rows = {}
-    for name, a2, a3 in VARIANTS:
-        for seed in range(args.seeds):
-            path = run_dir(args.workdir, name, seed)
-            result = finished_results(path, total_steps)
-            if result is None:
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "avkd_jax.main",
-                    f"--config={args.config}",
-                    f"--workdir={path}",
-                    f"--config.seed={seed}",
-                    f"--config.alpha_audio={config.alpha_audio if a2 is None else a2}",
-                    f"--config.alpha_visual={config.alpha_visual if a3 is None else a3}",
-                ]
-                print(f"[ablation] {name}, seed {seed}: {' '.join(cmd[1:])}", flush=True)
-                subprocess.run(cmd, check=True, cwd=REPO)
-                result = finished_results(path, total_steps)
-            rows.setdefault(name, []).append(result)
-
+def table(rows: dict[str, list[dict]], caption: str) -> str:
+    """Markdown: one row per variant, mean ± std over its runs' AVC summaries."""
     lines = [
-        f"Synthetic world, config {os.path.relpath(args.config, REPO)}, {args.seeds} seeds "
-        f"(training seeds 0..{args.seeds - 1}), {total_steps} steps each; mean ± std.",
+        caption,
         "",
-        "| variant | " + " | ".join(label for _, label in COLUMNS) + " | audio swap | seeds |",
+        "| variant | " + " | ".join(label for _, label in COLUMNS) + " | audio swap | runs |",
         "|---" * (len(COLUMNS) + 3) + "|",
     ]
     for name, results in rows.items():
-        cells = []
-        for key, _ in COLUMNS:
-            v = np.array([r[key] for r in results])
-            cells.append(f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0:.1f}")
-        swap = np.array([r.get("swap_score", np.nan) for r in results])
-        cells.append(f"{swap.mean():.3f} ± {swap.std(ddof=1) if len(swap) > 1 else 0:.3f}")
-        cells.append(str(len(results)))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
-    print(table)
-    with open(os.path.join(args.workdir, "ablation.md"), "w") as f:
-        f.write(table + "\n")
+        cells = [repeat.mean_std([r[key] for r in results]) for key, _ in COLUMNS]
+        swaps = [r["swap_score"] for r in results if "swap_score" in r]
+        cells.append(repeat.mean_std(swaps, digits=3) if swaps else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(results)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/ablation.py", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--config", default=str(REPO / "configs" / "synthetic.py"))
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--workdir", default=str(REPO / "runs" / "ablation"))
+    args = p.parse_args(own)
+    config, workdir = os.path.abspath(args.config), os.path.abspath(args.workdir)
+
+    rows = {}
+    for slug, name, audio_off, visual_off in VARIANTS:
+        for seed in range(args.seeds):
+            sets = repeat.run_seed(
+                config,
+                seed,
+                os.path.join(workdir, slug),
+                [*extra, *variant_args(audio_off, visual_off)],
+            )
+            rows.setdefault(name, []).append(next(iter(sets.values()))["AVC"])
+
+    caption = (
+        f"Synthetic world, {os.path.relpath(config, REPO)}"
+        + (f" with {' '.join(extra)}" if extra else "")
+        + f"; training seeds 0..{args.seeds - 1}; mean ± std (sample std) of the AVC student."
+    )
+    text = table(rows, caption)
+    print(text)
+    path = os.path.join(workdir, "ablation.md")
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    print(f"written to {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

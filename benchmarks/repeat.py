@@ -68,11 +68,11 @@ def run_seed(config: str, seed: int, workdir: str, extra: list[str]) -> dict:
     return finished_sets(path, command)
 
 
-def mean_std(values) -> str:
-    """`mean ± std` with one decimal (sample std, ddof=1; 0 for a single run)."""
+def mean_std(values, digits: int = 1) -> str:
+    """`mean ± std` with `digits` decimals (sample std, ddof=1; 0 for a single run)."""
     v = np.asarray(values, dtype=np.float64)
     std = v.std(ddof=1) if v.size > 1 else 0.0
-    return f"{v.mean():.1f} ± {std:.1f}"
+    return f"{v.mean():.{digits}f} ± {std:.{digits}f}"
 
 
 def tables(runs: list[dict], train_set: str) -> str:
