@@ -7,6 +7,11 @@ def base_config() -> ml_collections.ConfigDict:
     """The paper's setup (§3.6): 224² images, 3 s at 22,050 Hz, batch 128, Adam 1e-4."""
     c = ml_collections.ConfigDict()
     c.seed = 0
+    # Appended to $XLA_FLAGS by `python -m avkd_jax.main` before JAX starts its backends
+    # (a flag already in $XLA_FLAGS wins). oneDNN convolutions and matmuls on CPU: +5 %
+    # (paper shapes) and +27 % (synthetic) train-step throughput here (BENCHMARKS.md);
+    # the GPU backend ignores it.
+    c.xla_flags = "--xla_cpu_experimental_onednn_custom_call=true"
 
     # Data. `dataset` names a TFDS builder in avkd_jax.datasets; `data_dir` is where its
     # TFRecord shards live and `manual_dir` where the raw files are (real datasets).
@@ -51,6 +56,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.width = 1.0  # Channel multiplier of both ResNet18s (1.0 = the paper's).
     c.model.embed_dim = 2048
+    # Compute dtype of the students (parameters, BatchNorm statistics, Adam and the losses
+    # stay float32). 'bfloat16' measured slower than float32 on the 2-core CPU here (paper
+    # shapes 2.81 vs 3.12 samples/s, BENCHMARKS.md); on GPUs it is the usual choice.
     c.model.dtype = "float32"
     # The visual student's initialisation (DESIGN §3): torchvision's ImageNet ResNet18
     # converted by `python -m teachers.convert_resnet` (None: random, unlike the paper);

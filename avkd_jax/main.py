@@ -22,8 +22,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from avkd_jax import distributed
 from avkd_jax import models
+from avkd_jax import runtime
 from avkd_jax import train
 
 FLAGS = flags.FLAGS
@@ -61,12 +61,16 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = FLAGS.config
+    # XLA reads its flags when JAX first touches a device, which nothing has done yet.
+    os.environ["XLA_FLAGS"] = runtime.with_xla_flags(
+        os.environ.get("XLA_FLAGS", ""), config.get("xla_flags", "")
+    )
     if FLAGS.mode == "summary":
         print(models.summary(config))
         return
     if not FLAGS.workdir:
         raise app.UsageError(f"--workdir is required with --mode={FLAGS.mode}.")
-    kwargs = distributed.initialize_kwargs(FLAGS, os.environ)
+    kwargs = runtime.initialize_kwargs(FLAGS, os.environ)
     if kwargs is not None:
         # Before anything touches a device: JAX then sees every process's devices.
         jax.distributed.initialize(**kwargs)

@@ -38,7 +38,7 @@ from avkd_jax import (
     datasets,
     input_pipeline,
     localize,
-    distributed as distributed_init,
+    runtime,
     models,
     pretrained,
     teacher_hints,
@@ -579,7 +579,7 @@ CONFIG_CASES = [
         "`--coordinator_address` without `--num_processes` / `--process_id`",
         app.UsageError,
         lambda ctx: (
-            lambda: distributed_init.initialize_kwargs(distributed(coordinator_address="h:1"), {}),
+            lambda: runtime.initialize_kwargs(distributed(coordinator_address="h:1"), {}),
             "--num_processes (or $JAX_NUM_PROCESSES)",
         ),
         "UsageError naming the missing flags: give all three, or run under srun / mpirun.",

@@ -39,3 +39,15 @@ def test_synthetic_config_is_the_default_world():
     # Evaluated on its own test set ('synthetic_test'), as before eval_sets existed.
     assert c.dataset == "synthetic_av" and c.eval_sets == ()
     assert c.batch_size % 2 == 0 and c.resize_size > c.image_size
+
+
+def test_config_xla_flags_add_to_the_environment_without_overriding_it():
+    from avkd_jax import runtime
+
+    onednn = "--xla_cpu_experimental_onednn_custom_call=true"
+    assert load_config("flickr10k").xla_flags == onednn
+    assert runtime.with_xla_flags("", onednn) == onednn
+    count = "--xla_force_host_platform_device_count=4"
+    assert runtime.with_xla_flags(count, onednn) == f"{count} {onednn}"
+    off = "--xla_cpu_experimental_onednn_custom_call=false"
+    assert runtime.with_xla_flags(off, onednn) == off  # The user's own setting wins.

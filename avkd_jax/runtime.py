@@ -1,5 +1,6 @@
-"""How this process joins a multi-process JAX job (DESIGN §7): the arguments of
-`jax.distributed.initialize` from `avkd_jax.main`'s flags and the environment."""
+"""How `avkd_jax.main`'s process starts JAX: the XLA flags, and how it joins a
+multi-process job (DESIGN §7: the arguments of `jax.distributed.initialize` from the
+flags and the environment). Nothing here imports JAX."""
 
 from absl.app import UsageError
 
@@ -50,3 +51,10 @@ def _launched_by_cluster(environ) -> bool:
         if int(environ.get(variable) or 1) > 1:
             return True
     return False
+
+
+def with_xla_flags(current: str, wanted: str) -> str:
+    """`current` ($XLA_FLAGS) plus each flag of `wanted` whose name it does not set."""
+    names = {f.split("=", 1)[0] for f in current.split()}
+    extra = [f for f in wanted.split() if f.split("=", 1)[0] not in names]
+    return " ".join([*current.split(), *extra])
