@@ -80,23 +80,9 @@ def load_resnet18_npz(path: str, in_channels: int = 3, width: float = 1.0) -> di
         )
     flat = read_npz(path, "ResNet18 weights")
     expected = trunk_shapes(in_channels, width)
-    missing = sorted(set(expected) - set(flat))
-    if missing:
-        raise PretrainedError(
-            f"{path}: missing key {missing[0]!r} ({len(missing)} missing): not a ResNet18 trunk"
-        )
-    unexpected = sorted(set(flat) - set(expected))
-    if unexpected:
-        raise PretrainedError(
-            f"{path}: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected): "
-            "not a ResNet18 trunk"
-        )
-    for key, shape in expected.items():
-        if flat[key].shape != shape:
-            raise PretrainedError(
-                f"{path}: {key!r} has shape {flat[key].shape}, the trunk ({in_channels} input "
-                f"channels, width {width:g}) wants {shape}"
-            )
+    check_shapes(
+        path, flat, expected, f"a ResNet18 trunk ({in_channels} input channels, width {width:g})"
+    )
     return unflatten(flat)
 
 

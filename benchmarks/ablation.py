@@ -85,13 +85,7 @@ def main(argv=None) -> int:
         + (f" with {' '.join(extra)}" if extra else "")
         + f"; training seeds 0..{args.seeds - 1}; mean ± std (sample std) of the AVC student."
     )
-    text = table(rows, caption)
-    print(text)
-    path = os.path.join(workdir, "ablation.md")
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-    print(f"written to {path}")
+    repeat.write_table(table(rows, caption), os.path.join(workdir, "ablation.md"))
     return 0
 
 

@@ -108,6 +108,15 @@ def tables(runs: list[dict], train_set: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def write_table(text: str, path: str) -> None:
+    """Prints `text` and writes it to `path` (a temporary name, renamed when complete)."""
+    print(text)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    print(f"written to {path}")
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -128,12 +137,7 @@ def main(argv=None) -> int:
         f"## {name}: {args.seeds} runs (training seeds 0..{args.seeds - 1}), mean ± std\n\n"
         + tables(runs, args.train_set or name)
     )
-    print(text)
-    path = os.path.join(workdir, "repeat.md")
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-    print(f"written to {path}")
+    write_table(text, os.path.join(workdir, "repeat.md"))
     return 0
 
 

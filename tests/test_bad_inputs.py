@@ -1535,7 +1535,7 @@ CHECKPOINT_CASES = [
         "a ResNet18 .npz of another width than the student's",
         pretrained.PretrainedError,
         _npz_shape,
-        "`<path>: '<key>' has shape ..., the trunk (... width w) wants ...`.",
+        "`<path>: '<key>' has shape ..., a ResNet18 trunk (... width w) wants ...`.",
     ),
     Case(
         "npz-missing-key",
