@@ -1,5 +1,6 @@
 """The builder writes and the pipeline reads a tiny synthetic world; evaluation reads it."""
 
+import json
 import os
 import xml.etree.ElementTree as ET
 
@@ -79,5 +80,47 @@ def test_evaluate_split_baselines_match_direct_computation(tiny):
         for i in ids
     ]
     expected = evaluate.summarize(cious)
-    assert results["centre_prior"] == pytest.approx(expected, rel=1e-12)
+    centre_result = {k: results["centre_prior"][k] for k in expected}
+    assert centre_result == pytest.approx(expected, rel=1e-12)
     assert results["every_object"]["n"] == 12
+
+    # The audio-blind centre map's peak (pixel 111 of 224 on both axes: the Gaussian's two
+    # central pixels tie) against the world's own scene list: it is on the object whose
+    # box holds it and whose centre is nearest.
+    scenes = json.load(open(os.path.join(root, "scenes.json")))
+    p = 111.5 / 224
+
+    def on(objects):
+        held = [
+            (np.hypot(p - (x0 + x1) / 512, p - (y0 + y1) / 512), k)
+            for k, o in enumerate(objects)
+            for x0, y0, x1, y1 in [o["box"]]
+            if x0 / 256 <= p <= x1 / 256 and y0 / 256 <= p <= y1 / 256
+        ]
+        return min(held)[1] if held else -1
+
+    sounding = [
+        on(s["objects"]) == [o["sounding"] for o in s["objects"]].index(True)
+        for s in scenes.values()
+    ]
+    swap = [
+        on(s["objects"]) == s["swap_index"] for s in scenes.values() if s["swap_index"] is not None
+    ]
+    assert results["centre_prior"]["peak_on_sounding"] == pytest.approx(100 * np.mean(sounding))
+    assert results["centre_prior"]["swap_n"] == len(swap) > 0
+    assert results["centre_prior"]["swap_score"] == pytest.approx(np.mean(swap))
+
+
+def test_peak_object_takes_the_nearest_centre_among_boxes_holding_the_peak():
+    boxes = [[0.1, 0.1, 0.7, 0.7], [0.4, 0.4, 0.9, 0.9]]
+
+    def peak_at(y, x):
+        m = np.zeros((224, 224))
+        m[y, x] = 1.0
+        return m
+
+    assert evaluate.peak_object(peak_at(100, 100), boxes) == 0  # In both, nearer box 0's centre.
+    assert evaluate.peak_object(peak_at(140, 140), boxes) == 1  # In both, nearer box 1's centre.
+    assert evaluate.peak_object(peak_at(30, 30), boxes) == 0  # Only in box 0.
+    assert evaluate.peak_object(peak_at(10, 210), boxes) == -1  # In neither.
+    assert evaluate.peak_object(peak_at(10, 210), np.zeros((0, 4))) == -1
