@@ -8,10 +8,15 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     # Appended to $XLA_FLAGS by `python -m avkd_jax.main` before JAX starts its backends
-    # (a flag already in $XLA_FLAGS wins). oneDNN convolutions and matmuls on CPU: +5 %
-    # (paper shapes) and +27 % (synthetic) train-step throughput here (BENCHMARKS.md);
-    # the GPU backend ignores it.
-    c.xla_flags = "--xla_cpu_experimental_onednn_custom_call=true"
+    # (a flag already in $XLA_FLAGS wins); the GPU backend ignores both. On the 2-core CPU
+    # here (BENCHMARKS.md, train step): oneDNN custom calls +5 % at the paper's shapes and
+    # +27 % on the synthetic config; YNNPACK for dots and reductions only (its default
+    # also takes the convolutions, whose weight gradients it runs at 12–42 GFLOP/s) then
+    # +55 % more at the paper's shapes (3.17 → 4.92 samples/s).
+    c.xla_flags = (
+        "--xla_cpu_experimental_onednn_custom_call=true "
+        "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
+    )
 
     # Data. `dataset` names a TFDS builder in avkd_jax.datasets; `data_dir` is where its
     # TFRecord shards live and `manual_dir` where the raw files are (real datasets).

@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py                          # paper16, paper32, synthetic
     python benchmarks/train_step.py --shapes=synthetic --steps=3 --warmup=1
+    python benchmarks/train_step.py --xla_flags=     # XLA's defaults, not the configs'
     python benchmarks/train_step.py --xla_flags=--xla_cpu_experimental_onednn_custom_call=true
 
 One step = log-spectrogram of the int16 PCM, both ResNet18 students, the contrastive loss
@@ -31,9 +32,15 @@ def _xla_flags_from_argv(argv) -> str | None:
 
 
 if __name__ == "__main__":
+    # As `python -m avkd_jax.main` does: the configs' XLA flags unless --xla_flags is given
+    # (--xla_flags= for XLA's own defaults); a flag already in $XLA_FLAGS wins.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from avkd_jax import default_config, runtime
+
     _flags = _xla_flags_from_argv(sys.argv[1:])
-    if _flags:
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_flags}".strip()
+    if _flags is None:
+        _flags = default_config.base_config().xla_flags
+    os.environ["XLA_FLAGS"] = runtime.with_xla_flags(os.environ.get("XLA_FLAGS", ""), _flags)
 
 import argparse
 import functools
@@ -56,7 +63,6 @@ import torch_reference
 from avkd_jax import models, train
 
 P = jax.sharding.PartitionSpec
-ONEDNN_FLAG = "--xla_cpu_experimental_onednn_custom_call=true"
 # name → (config file, batch size; None: the config's own).
 SHAPES = {
     "paper16": ("flickr10k", 16),
@@ -189,7 +195,11 @@ def main(argv=None) -> int:
     p.add_argument("--dtypes", default="float32,bfloat16", help="JAX model.dtype values")
     p.add_argument("--steps", type=int, default=5, help="timed steps (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    p.add_argument("--xla_flags", default="", help=f"appended to XLA_FLAGS, e.g. {ONEDNN_FLAG}")
+    p.add_argument(
+        "--xla_flags",
+        default=None,
+        help="added to XLA_FLAGS (default: the configs' `xla_flags`; empty: none)",
+    )
     p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument(
         "--torch_autocast",

@@ -45,7 +45,11 @@ def test_config_xla_flags_add_to_the_environment_without_overriding_it():
     from avkd_jax import runtime
 
     onednn = "--xla_cpu_experimental_onednn_custom_call=true"
-    assert load_config("flickr10k").xla_flags == onednn
+    ynn = "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
+    assert load_config("flickr10k").xla_flags == f"{onednn} {ynn}"
+    assert runtime.with_xla_flags("--xla_cpu_experimental_ynn_fusion_type=", f"{onednn} {ynn}") == (
+        f"--xla_cpu_experimental_ynn_fusion_type= {onednn}"
+    )
     assert runtime.with_xla_flags("", onednn) == onednn
     count = "--xla_force_host_platform_device_count=4"
     assert runtime.with_xla_flags(count, onednn) == f"{count} {onednn}"
