@@ -90,7 +90,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))  # As train_step.py: the cores this process may use.
     torch.set_num_threads(cores)
     header = "| layer | output | " + " | ".join(
         f"{f} {part}" for part in ("fwd", "dX", "dW") for f in ("JAX", "torch")
