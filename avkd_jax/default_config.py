@@ -86,6 +86,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.batch_size = 128  # Global batch: contrastive negatives come from all devices.
     c.num_epochs = 100
     c.learning_rate = 1e-4
+    # 'constant' (the paper's) or 'cosine': decayed to 0 by the last step of num_epochs.
+    c.lr_schedule = "constant"
 
     c.log_every_steps = 50
     c.checkpoint_every_steps = 1000

@@ -82,7 +82,27 @@ def init_state(model, config, rng) -> dict:
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
-    return optax.adam(config.learning_rate)
+    """Adam with a unit step: `train_step` scales the update by `learning_rate(...)`, so
+    the schedule lives outside the optimizer state and a checkpoint restores under either
+    schedule."""
+    del config
+    return optax.adam(1.0)
+
+
+def learning_rate(config, step, total_steps):
+    """The step size at `step` (0-based): config.learning_rate, or for
+    config.lr_schedule == 'cosine' the same decayed to 0 along a half cosine over
+    `total_steps`."""
+    if config.lr_schedule == "constant":
+        return jnp.asarray(config.learning_rate, jnp.float32)
+    if config.lr_schedule == "cosine":
+        if not total_steps:
+            raise ValueError("config.lr_schedule='cosine' needs the run's total number of steps")
+        progress = jnp.minimum(jnp.asarray(step, jnp.float32) / total_steps, 1.0)
+        return config.learning_rate * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+    raise ValueError(
+        f"config.lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}"
+    )
 
 
 def loss_terms(params, batch_stats, batch, *, model, config):
@@ -115,14 +135,18 @@ def loss_terms(params, batch_stats, batch, *, model, config):
     return total, ({"loss": total, **terms}, new_vars["batch_stats"])
 
 
-def train_step(state, batch, *, model, config):
-    """One Adam step on the global batch. Returns the new state and scalar metrics."""
+def train_step(state, batch, *, model, config, total_steps=None):
+    """One Adam step on the global batch. Returns the new state and scalar metrics.
+    `total_steps`: the run's length, for config.lr_schedule = 'cosine'."""
     grad_fn = jax.value_and_grad(
         functools.partial(loss_terms, model=model, config=config), has_aux=True
     )
     (_, (metrics, batch_stats)), grads = grad_fn(state["params"], state["batch_stats"], batch)
     updates, opt_state = make_optimizer(config).update(grads, state["opt_state"], state["params"])
+    lr = learning_rate(config, state["step"], total_steps)
+    updates = jax.tree.map(lambda u: lr * u, updates)
     metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["learning_rate"] = lr
     new_state = {
         "params": optax.apply_updates(state["params"], updates),
         "batch_stats": batch_stats,
@@ -132,12 +156,12 @@ def train_step(state, batch, *, model, config):
     return new_state, metrics
 
 
-def compile_train_step(model, config, mesh):
+def compile_train_step(model, config, mesh, total_steps=None):
     """`train_step` jitted for the mesh: replicated state (donated), batch on `data`."""
     replicated = jax.sharding.NamedSharding(mesh, P())
     data = jax.sharding.NamedSharding(mesh, P("data"))
     return jax.jit(
-        functools.partial(train_step, model=model, config=config),
+        functools.partial(train_step, model=model, config=config, total_steps=total_steps),
         in_shardings=(replicated, data),
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
@@ -261,6 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if steps_per_epoch == 0:
         raise ValueError(f"{num_train} training examples make no batch of {config.batch_size}.")
     total_steps = steps_per_epoch * config.num_epochs
+    learning_rate(config, 0, total_steps)  # A bad config.lr_schedule fails before the work.
     teacher_hints.ensure_hints(builder, config, config.train_split)
     hint_sources = teacher_hints.hint_sources(builder, config, config.train_split)
     teacher_hints.check_counts(builder, config.train_split, hint_sources)
@@ -278,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         )
     state = restore_or_init(model, config, mesh, manager, jax.random.key(config.seed), init_npz)
     step = int(state["step"])
-    step_fn = compile_train_step(model, config, mesh)
+    step_fn = compile_train_step(model, config, mesh, total_steps)
     data_sharding = jax.sharding.NamedSharding(mesh, P("data"))
     logging.info(
         "%d train examples, %d steps per epoch, %d steps; starting at %d",

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from conftest import REPO, tiny_config
+from conftest import REPO, random_batch, tiny_config
 
 from avkd_jax import models, pretrained, train
 from teachers import convert_avc
@@ -24,22 +24,6 @@ def hinted_config(tmp_path):
     c = tiny_config(tmp_path)
     c.alpha_audio, c.alpha_visual = 1000.0, 100_000.0
     return c
-
-
-def random_batch(config, seed=0):
-    """Raw inputs of the train step: uint8 images, int16 noise, float16 hints (one
-    visual hint all-NaN: DETR found nothing)."""
-    rng = np.random.default_rng(seed)
-    b, s = config.batch_size, config.image_size
-    n = round(config.sample_rate * config.audio_seconds)
-    visual_hint = rng.uniform(0, 2 / 625, [b, 25, 25]).astype(np.float16)
-    visual_hint[1] = np.nan
-    return {
-        "image": rng.integers(0, 256, [b, s, s, 3], dtype=np.uint8),
-        "audio": (rng.normal(0, 3000, [b, n])).astype(np.int16),
-        "audio_hint": np.abs(rng.normal(0, 0.02, [b, config.model.embed_dim])).astype(np.float16),
-        "visual_hint": visual_hint,
-    }
 
 
 def init_variables(config):

@@ -1,16 +1,20 @@
 """Training: 4 devices equal 1, resume after a stop, NaN stops training."""
 
+import functools
 import json
 import os
 import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from avkd_jax import train
+from conftest import random_batch, tiny_config
+
+from avkd_jax import models, train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -98,3 +102,54 @@ def test_workdir_of_another_model_is_refused(tiny, tmp_path):
     other.model.width = 0.5
     with pytest.raises(ValueError, match="use a fresh --workdir"):
         train.save_config(other, str(tmp_path))
+
+
+def test_learning_rate_schedules(tiny):
+    """config.lr_schedule against the formula: constant, or a half cosine from
+    config.learning_rate at step 0 to 0 at the last step."""
+    c = tiny.copy_and_resolve_references()
+    c.learning_rate = 2e-3
+    steps = np.arange(0, 12)
+    assert np.all(np.asarray(train.learning_rate(c, steps, 10)) == np.float32(2e-3))
+    c.lr_schedule = "cosine"
+    expected = 2e-3 * 0.5 * (1 + np.cos(np.pi * np.minimum(steps / 10, 1)))
+    np.testing.assert_allclose(train.learning_rate(c, steps, 10), expected, rtol=1e-5, atol=1e-10)
+    with pytest.raises(ValueError, match="total number of steps"):
+        train.learning_rate(c, 0, None)
+    c.lr_schedule = "linear"
+    with pytest.raises(ValueError, match="config.lr_schedule must be 'constant' or 'cosine'"):
+        train.learning_rate(c, 0, 10)
+
+
+def test_train_step_moves_weights_by_the_scheduled_rate(tmp_path):
+    """Adam's first step moves each weight by lr·g/(|g| + ε), i.e. by lr wherever the
+    gradient is clear of ε = 1e-8: the median move of the weights is the scheduled rate,
+    set here by the state's step."""
+    config = tiny_config(tmp_path)
+    config.learning_rate = 1e-3
+    model = models.create_model(config)
+    start = jax.jit(lambda rng: train.init_state(model, config, rng))(jax.random.key(0))
+    batch = random_batch(config)
+    total = 8
+    cases = (("constant", (6,)), ("cosine", (0, 2, 8)))
+    for schedule, steps in cases:
+        config.lr_schedule = schedule
+        step = jax.jit(
+            functools.partial(train.train_step, model=model, config=config, total_steps=total)
+        )
+        for k in steps:
+            lr = 1e-3 if schedule == "constant" else 1e-3 * 0.5 * (1 + np.cos(np.pi * k / total))
+            new, metrics = step(dict(start, step=jnp.int32(k)), batch)
+            moves = np.concatenate(
+                [
+                    np.abs(np.asarray(a) - np.asarray(b)).ravel()
+                    for a, b in zip(
+                        jax.tree.leaves(new["params"]), jax.tree.leaves(start["params"])
+                    )
+                ]
+            )
+            np.testing.assert_allclose(float(metrics["learning_rate"]), lr, rtol=1e-6, atol=1e-12)
+            np.testing.assert_allclose(np.median(moves), lr, rtol=1e-3, atol=1e-12)
+            # Up to float32 rounding of the parameters themselves (|θ| < 1: ≤ 6e-8).
+            assert moves.max() <= lr + 1e-7
+            assert int(new["step"]) == k + 1
