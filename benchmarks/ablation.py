@@ -2,7 +2,8 @@
 
 Trains the student four times per seed (no teacher, audio teacher only, visual teacher
 only, both: α2 and α3 set to 0 or left at the config's values) and prints a mean ± std
-table of cIoU, AUC, mean cIoU and the audio-swap score on the synthetic test set. Runs go
+table of cIoU, AUC, mean cIoU, the share of maps peaking on the sounding object and the
+audio-swap score on the synthetic test set. Runs go
 through `benchmarks/repeat.py`'s `run_seed`: variant v, seed k trains in
 `<workdir>/<v>/seed<k>`, and a run finished with the same command is not trained again,
 so an interrupted ablation continues where it stopped. Arguments after `--` go to every
@@ -33,7 +34,20 @@ VARIANTS = (
     ("visual", "visual teacher", True, False),
     ("both", "both teachers", False, False),
 )
-COLUMNS = (("ciou", "cIoU@0.5"), ("auc", "AUC"), ("mean_ciou", "mean cIoU"))
+# The audio-blind baselines every run also evaluates (the same maps in every run, so
+# taken from the last): their swap score is the world's chance level.
+BASELINES = (
+    ("centre_prior", "centre prior (audio-blind)"),
+    ("every_object", "every object (audio-blind)"),
+)
+# (summary key, column, decimals); a column a run's summary lacks shows "–".
+COLUMNS = (
+    ("ciou", "cIoU@0.5", 1),
+    ("auc", "AUC", 1),
+    ("mean_ciou", "mean cIoU", 1),
+    ("peak_on_sounding", "peak on sounding %", 1),
+    ("swap_score", "audio swap", 3),
+)
 
 
 def variant_args(audio_off: bool, visual_off: bool) -> list[str]:
@@ -45,13 +59,14 @@ def table(rows: dict[str, list[dict]], caption: str) -> str:
     lines = [
         caption,
         "",
-        "| variant | " + " | ".join(label for _, label in COLUMNS) + " | audio swap | runs |",
-        "|---" * (len(COLUMNS) + 3) + "|",
+        "| variant | " + " | ".join(label for _, label, _ in COLUMNS) + " | runs |",
+        "|---" * (len(COLUMNS) + 2) + "|",
     ]
     for name, results in rows.items():
-        cells = [repeat.mean_std([r[key] for r in results]) for key, _ in COLUMNS]
-        swaps = [r["swap_score"] for r in results if "swap_score" in r]
-        cells.append(repeat.mean_std(swaps, digits=3) if swaps else "–")
+        cells = []
+        for key, _, digits in COLUMNS:
+            values = [r[key] for r in results if key in r]
+            cells.append(repeat.mean_std(values, digits=digits) if values else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(results)} |")
     return "\n".join(lines) + "\n"
 
@@ -78,12 +93,17 @@ def main(argv=None) -> int:
                 os.path.join(workdir, slug),
                 [*extra, *variant_args(audio_off, visual_off)],
             )
-            rows.setdefault(name, []).append(next(iter(sets.values()))["AVC"])
+            summaries = next(iter(sets.values()))
+            rows.setdefault(name, []).append(summaries["AVC"])
+    for key, name in BASELINES:
+        if key in summaries:
+            rows[name] = [summaries[key]]
 
     caption = (
         f"Synthetic world, {os.path.relpath(config, REPO)}"
         + (f" with {' '.join(extra)}" if extra else "")
-        + f"; training seeds 0..{args.seeds - 1}; mean ± std (sample std) of the AVC student."
+        + f"; training seeds 0..{args.seeds - 1}; mean ± std (sample std) of the AVC student"
+        + "; the audio-blind baselines once (they do not train)."
     )
     repeat.write_table(table(rows, caption), os.path.join(workdir, "ablation.md"))
     return 0
