@@ -82,6 +82,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--workdir", default=str(REPO / "runs" / "ablation"))
     args = p.parse_args(own)
+    if args.seeds < 1:
+        p.error(f"--seeds must be at least 1, got {args.seeds}")
     config, workdir = os.path.abspath(args.config), os.path.abspath(args.workdir)
 
     rows = {}

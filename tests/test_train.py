@@ -1,4 +1,5 @@
-"""Training: 4 devices equal 1, resume after a stop, NaN stops training."""
+"""Training: 4 devices equal 1, resume after a stop, NaN stops training, the learning-rate
+schedule."""
 
 import functools
 import json
