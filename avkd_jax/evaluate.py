@@ -238,20 +238,29 @@ def _peak(pred):
     return np.unravel_index(np.argmax(pred), pred.shape)
 
 
-def peak_object(pred, boxes_xyxy, size=MAP_SIZE) -> int:
-    """The object a map's peak is on: the index of the box holding the peak (pixel
-    centre), the one whose centre is nearest when boxes overlap there; -1 on none.
+def peak_object(pred, boxes_xyxy) -> int:
+    """The object a map's peak is on: the index of the box holding the centre of the
+    peak's cell of `pred`'s own grid, the one whose centre is nearest when boxes overlap
+    there; -1 on none.
 
     Nearest-centre rather than "inside the box": the synthetic world's objects are large
     (median 57 % of the side) and overlap, so the image centre lies in the sounding box
     89 % of the time and in a distractor's 82 % (world seed 0); an audio-blind centre map
     would then pass an "inside the distractor's box" audio-swap test.
 
+    A model's map is passed on its own h×w grid, not as the protocol's 224² upsampling:
+    the protocol's corner-aligned resize draws the border cells' values on the image's
+    outermost pixels, half a cell outward of the centre of what their features see, so a
+    peak on a border cell whose centre lies in the object would read as a peak beside it
+    (on the demo: 29 % of the audio-swap maps, every one on a border cell).
+
     Args:
-      pred: `[size, size]` map.
+      pred: `[h, w]` map: a model's grid, or a 224² map (fusions, baselines).
       boxes_xyxy: `[N, 4]` normalised boxes.
     """
-    y, x = (np.asarray(_peak(pred), dtype=np.float64) + 0.5) / size
+    h, w = np.shape(pred)
+    iy, ix = _peak(pred)
+    y, x = (iy + 0.5) / h, (ix + 0.5) / w
     best, best_d = -1, np.inf
     for k, (xmin, ymin, xmax, ymax) in enumerate(np.asarray(boxes_xyxy, dtype=np.float64)):
         if xmin <= x <= xmax and ymin <= y <= ymax:
@@ -457,7 +466,7 @@ def evaluate_split_details(
     Returns:
       a `SplitEval`. A summary has `ciou`, `auc`, `mean_ciou`, `n`; on the synthetic world
       also `peak_on_sounding` (% of scenes whose map peak is on the sounding object,
-      `peak_object`) and `swap_score` (the fraction of scenes with a distractor whose map
+      `peak_object`; a model's peak on its own grid) and `swap_score` (the fraction of scenes with a distractor whose map
       peak moves onto the distractor when the image is paired with the distractor's
       sound), `swap_n`, both for the baselines too (audio-blind: their swap score is the
       chance level), and for model variants `border_peak` and the `peak_hist` over the
@@ -505,12 +514,14 @@ def evaluate_split_details(
         gts = [gt_map_of(batch, r, fmt) for r in rows]
 
         maps, swapped = {}, {}
+        grids, grids_swapped = {}, {}  # The models' own maps, for `peak_object`.
         for name, variables in variants.items():
             raw = np.asarray(maps_fn(variables, image, pcm))[rows]
             peaks[name] += [_peak(m) for m in raw]
-            maps[name] = protocol_maps(raw)
+            maps[name], grids[name] = protocol_maps(raw), raw
             if has_swap:
-                swapped[name] = protocol_maps(np.asarray(maps_fn(variables, image, swap_pcm))[rows])
+                grids_swapped[name] = np.asarray(maps_fn(variables, image, swap_pcm))[rows]
+                swapped[name] = protocol_maps(grids_swapped[name])
         if guided:
             obj = protocol_maps(np.asarray(objects_fn(object_vars, image))[rows])
             maps[OG] = fuse_og(maps[STUDENT], obj, config.og_alpha)
@@ -525,11 +536,15 @@ def evaluate_split_details(
         for name, pred in maps.items():
             cious[name] += [sample_ciou(p, g) for p, g in zip(pred, gts)]
         if has_objects:
+            peak_maps, peak_swapped = maps | grids, swapped | grids_swapped
             for k, r in enumerate(rows):
                 objs = batch["objects"]["bbox"][r, : batch["num_objects"][r], :][:, [1, 0, 3, 2]]
                 sounding = np.flatnonzero(batch["objects"]["sounding"][r, : len(objs)])[0]
                 s = batch["swap_index"][r]
-                own = {name: (pred[k], swapped.get(name, pred)[k]) for name, pred in maps.items()}
+                own = {
+                    name: (pred[k], peak_swapped.get(name, pred)[k])
+                    for name, pred in peak_maps.items()
+                }
                 if baselines:  # Audio-blind: the same map with either sound.
                     blind = normalize_map(every_object_map(objs))
                     cious["every_object"].append(sample_ciou(blind, gts[k]))

@@ -4,6 +4,7 @@ import json
 import os
 import xml.etree.ElementTree as ET
 
+import jax
 import numpy as np
 import pytest
 import soundfile as sf
@@ -11,6 +12,7 @@ import soundfile as sf
 from avkd_jax import datasets
 from avkd_jax import evaluate
 from avkd_jax import input_pipeline
+from avkd_jax import models
 from avkd_jax import train
 
 
@@ -109,6 +111,60 @@ def test_evaluate_split_baselines_match_direct_computation(tiny):
     assert results["centre_prior"]["peak_on_sounding"] == pytest.approx(100 * np.mean(sounding))
     assert results["centre_prior"]["swap_n"] == len(swap) > 0
     assert results["centre_prior"]["swap_score"] == pytest.approx(np.mean(swap))
+
+
+def test_model_peaks_are_read_on_the_models_own_grid(tiny):
+    """A model variant's peak-on-sounding and audio swap: the peak's cell of the model's
+    h×w map, its centre against the world's own boxes (not the 224² protocol map)."""
+    builder, root = raw_root(tiny)
+    mesh = train.create_mesh()
+    model = models.create_model(tiny)
+    variables = models.init_variables(model, tiny, jax.random.key(3))
+    results = evaluate.evaluate_split(model, {"AVC": variables}, builder, tiny, mesh)["AVC"]
+
+    scenes = json.load(open(os.path.join(root, "scenes.json")))
+
+    def on(grid, objects):
+        h, w = grid.shape
+        iy, ix = divmod(int(np.argmax(grid)), w)
+        y, x = (iy + 0.5) / h * 256, (ix + 0.5) / w * 256
+        held = [
+            (np.hypot(x - (x0 + x1) / 2, y - (y0 + y1) / 2), k)
+            for k, o in enumerate(objects)
+            for x0, y0, x1, y1 in [o["box"]]
+            if x0 <= x <= x1 and y0 <= y <= y1
+        ]
+        return min(held)[1] if held else -1
+
+    def grids(image, pcm):
+        a, v = model.apply(variables, image, pcm, train=False)
+        return np.einsum("bhwc,bc->bhw", np.asarray(v, np.float64), np.asarray(a, np.float64))
+
+    sounding, swap = [], []
+    for batch in input_pipeline.eval_batches(builder, tiny, "test", 5):
+        maps = grids(batch["image"], batch["audio"])
+        maps_swapped = grids(batch["image"], batch["swap_audio"])
+        for r in np.flatnonzero(batch["mask"]):
+            scene = scenes[batch["id"][r].decode()]
+            objects = scene["objects"]
+            assert maps[r].shape == (2, 2)  # 64² images: a 2×2 map.
+            sounding.append(on(maps[r], objects) == [o["sounding"] for o in objects].index(True))
+            if scene["swap_index"] is not None:
+                swap.append(on(maps_swapped[r], objects) == scene["swap_index"])
+    assert results["peak_on_sounding"] == pytest.approx(100 * np.mean(sounding))
+    assert results["swap_n"] == len(swap) > 0
+    assert results["swap_score"] == pytest.approx(np.mean(swap))
+
+
+def test_a_border_cell_peak_is_on_the_object_its_centre_is_in():
+    """The protocol's corner-aligned upsampling draws a border cell on the image's outer
+    pixels: a peak on the top-middle cell of a 5×5 map, whose centre (y 0.1) is in the
+    box, reads as beside the box on the 224² map."""
+    grid = np.zeros((5, 5))
+    grid[0, 2] = 1.0
+    box = [[0.3, 0.05, 0.7, 0.5]]
+    assert evaluate.peak_object(grid, box) == 0
+    assert evaluate.peak_object(evaluate.protocol_maps(grid[None])[0], box) == -1
 
 
 def test_peak_object_takes_the_nearest_centre_among_boxes_holding_the_peak():
