@@ -5,6 +5,7 @@ torchvision (ImageNet) weights and the authors' PyTorch checkpoint map onto ours
 one (`teachers/convert_resnet.py`). Data layout is NHWC.
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -55,6 +56,80 @@ def spatial_max(x):
     flat = x.reshape(b, h * w, c)
     idx = jax.lax.stop_gradient(jnp.argmax(flat, axis=1))
     return jnp.take_along_axis(flat, idx[:, None, :], axis=1)[:, 0, :]
+
+
+def _max3(lo, mid, hi):
+    """Elementwise max of three arrays, and which one holds it (0, 1, 2: the first on ties).
+
+    `which` compares the inputs with each other, not with the max: should XLA recompute
+    them in another fusion with other round-off, it still names one of the largest.
+    """
+    which = jnp.where(lo >= mid, jnp.where(lo >= hi, 0, 2), jnp.where(mid >= hi, 1, 2))
+    return jnp.maximum(jnp.maximum(lo, mid), hi), which.astype(jnp.int8)
+
+
+def _pad_axis(x, axis, lo, hi, value):
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (lo, hi)
+    return jnp.pad(x, pad, constant_values=value)
+
+
+def _pool_axis(x, axis):
+    """Window 3, stride 2, padding 1 along `axis` (length n → (n + 1) // 2):
+    out[i] = max(x[2i - 1], x[2i], x[2i + 1]), and which of the three it was."""
+    n = x.shape[axis]
+    m = (n + 1) // 2
+    even = jax.lax.slice_in_dim(x, 0, n, 2, axis=axis)  # x[2i], m of them
+    odd = jax.lax.slice_in_dim(x, 1, n, 2, axis=axis)  # x[2i + 1], n // 2 of them
+    before = jax.lax.slice_in_dim(_pad_axis(odd, axis, 1, 0, -jnp.inf), 0, m, axis=axis)
+    return _max3(before, even, _pad_axis(odd, axis, 0, m - n // 2, -jnp.inf))
+
+
+def _unpool_axis(g, which, axis, n):
+    """The transpose of `_pool_axis` (input length n): g[i] goes to the chosen one of
+    x[2i - 1], x[2i], x[2i + 1]."""
+    m = g.shape[axis]
+    zero = jnp.zeros_like(g)
+    to_even = jnp.where(which == 1, g, zero)
+    to_odd = jnp.where(which == 2, g, zero)
+    to_before = jnp.where(which == 0, g, zero)  # x[2i - 1] is the odd one of i - 1.
+    to_odd += jax.lax.slice_in_dim(_pad_axis(to_before, axis, 0, 1, 0), 1, m + 1, axis=axis)
+    interleaved = jnp.stack([to_even, to_odd], axis=axis + 1)
+    interleaved = interleaved.reshape(g.shape[:axis] + (2 * m,) + g.shape[axis + 1 :])
+    return jax.lax.slice_in_dim(interleaved, 0, n, axis=axis)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _max_pool(h, w, x):
+    return _max_pool_fwd(h, w, x)[0]
+
+
+def _max_pool_fwd(h, w, x):
+    cols, which_col = _pool_axis(x, 2)
+    out, which_row = _pool_axis(cols, 1)
+    return out, (which_row, which_col)
+
+
+def _max_pool_bwd(h, w, residuals, g):
+    which_row, which_col = residuals
+    return (_unpool_axis(_unpool_axis(g, which_row, 1, h), which_col, 2, w),)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def max_pool_3x3_s2(x):
+    """ResNet's stem max-pool (3×3, stride 2, padding 1): `[B, H, W, C]` →
+    `[B, ceil(H/2), ceil(W/2), C]`, equal to `nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))`.
+
+    Written as two separable passes with a hand-written gradient because XLA:CPU expands
+    reduce-window's gradient (select-and-scatter) into iotas, a variadic reduce-window and
+    a scatter: forward + backward at 16×112×112×64 took 282 ms that way, 65 ms this way
+    (BENCHMARKS.md). The gradient goes to the window's first maximum in row-major order,
+    as torch's max_pool2d sends it (the rows are pooled last, so their choice comes
+    first); the choices are made once, in the forward pass.
+    """
+    return _max_pool(x.shape[1], x.shape[2], x)
 
 
 class BasicBlock(nn.Module):
@@ -124,7 +199,7 @@ class ResNet18Trunk(nn.Module):
             name="bn1",
         )(x)
         x = nn.relu(x)
-        x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        x = max_pool_3x3_s2(x)
         for stage, num_blocks in enumerate(self.stage_sizes):
             for block in range(num_blocks):
                 strides = 2 if stage > 0 and block == 0 else 1

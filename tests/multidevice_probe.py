@@ -5,7 +5,7 @@ Run in a fresh process (the device count is fixed when JAX starts):
 
 Two measurements: `losses` / `grad_norms` are steps taken from the same initial state on
 three different batches (what one update computes, with nothing carried over), and
-`chained_losses` / `params` come from two consecutive steps.
+`chained_losses` / `first_params` / `params` come from two consecutive steps.
 """
 
 import json
@@ -44,11 +44,12 @@ def main():
         _, metrics = step(jax.tree.map(jnp.copy, state), batch)
         losses.append(float(metrics["loss"]))
         grad_norms.append(float(metrics["grad_norm"]))
-    chained = []
+    chained, sampled = [], []
     for batch in batches[:2]:
         state, metrics = step(state, batch)
         chained.append(float(metrics["loss"]))
-    flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state["params"])])
+        flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state["params"])])
+        sampled.append(flat[::97].tolist())
     print(
         json.dumps(
             {
@@ -56,7 +57,8 @@ def main():
                 "losses": losses,
                 "grad_norms": grad_norms,
                 "chained_losses": chained,
-                "params": flat[::97].tolist(),
+                "first_params": sampled[0],
+                "params": sampled[1],
             }
         )
     )

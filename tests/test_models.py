@@ -73,3 +73,31 @@ def test_summary_reports_counts_and_flops():
     flops = float(text.split("cost analysis): ")[1].split(" G")[0])
     # Two ResNet18s: ~1.8 GMAC at 224² plus ~2.6 GMAC on 257×276: 8–9 GFLOP (MAC = 2 FLOP).
     assert 7.5 < flops < 9.5
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 10, 3), (2, 7, 9, 3), (1, 129, 138, 4)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_stem_max_pool_matches_torch_value_and_gradient(shape, ties):
+    """The separable max-pool against torch's max_pool2d(3, 2, 1): outputs bit for bit,
+    input gradients to float32 round-off (an input in two windows sums two terms in
+    another order); with ties (small integers) the gradient goes to the same element."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)
+    x = x.astype(np.float32)
+    b, h, w, c = shape
+    g = rng.standard_normal((b, (h + 1) // 2, (w + 1) // 2, c)).astype(np.float32)
+
+    y, vjp = jax.vjp(models.max_pool_3x3_s2, jax.numpy.asarray(x))
+    (dx,) = vjp(jax.numpy.asarray(g))
+
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, 3, 2, 1)
+    yt.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
+    np.testing.assert_array_equal(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(
+        np.asarray(dx), xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-6
+    )
+    if ties:  # Ties are common here: the comparison above is meaningful.
+        assert np.mean(x == 2) > 0.3

@@ -47,12 +47,17 @@ def test_four_devices_give_the_single_device_losses():
     np.testing.assert_allclose(four["losses"], one["losses"], rtol=1e-5, atol=0)
     np.testing.assert_allclose(four["grad_norms"], one["grad_norms"], rtol=1e-4)
     # Chained steps drift a little more: Adam's first step moves each weight by about
-    # lr·sign(g), and the sign of a near-zero gradient is decided by summation order.
-    # Seen: 6e-6 relative on the second loss; parameters equal to 1e-6 but for a few.
+    # lr·sign(g), and the sign of a near-zero gradient is decided by summation order, so
+    # after one step the parameters agree to 1e-6 but for a few (seen: 2 of 355 k, by
+    # 2·lr). Such a flip moves the second step's updates of the weights after it by a
+    # little (seen: up to 6e-5 after two steps, in a third of the audio tower's weights).
+    # Seen: 8e-6 relative on the second loss.
     assert one["chained_losses"][0] == one["losses"][0]
     np.testing.assert_allclose(four["chained_losses"], one["chained_losses"], rtol=2e-5, atol=0)
+    first = np.abs(np.asarray(four["first_params"]) - np.asarray(one["first_params"]))
+    assert np.mean(first > 1e-6) < 1e-3
+    assert first.max() <= 2.01e-3  # 2·lr: a flipped sign at most.
     diff = np.abs(np.asarray(four["params"]) - np.asarray(one["params"]))
-    assert np.mean(diff > 1e-6) < 0.01
     assert diff.max() < 1e-4
 
 
