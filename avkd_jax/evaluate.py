@@ -467,11 +467,11 @@ def evaluate_split_details(
     Returns:
       a `SplitEval`. A summary has `ciou`, `auc`, `mean_ciou`, `n`; on the synthetic world
       also `peak_on_sounding` (% of scenes whose map peak is on the sounding object,
-      `peak_object`; a model's peak on its own grid) and `swap_score` (the fraction of scenes with a distractor whose map
-      peak moves onto the distractor when the image is paired with the distractor's
-      sound), `swap_n`, both for the baselines too (audio-blind: their swap score is the
-      chance level), and for model variants `border_peak` and the `peak_hist` over the
-      h×w grid.
+      `peak_object`; a model's peak on its own grid) and `swap_score` (the fraction of
+      scenes with a distractor whose map peak moves onto the distractor when the image is
+      paired with the distractor's sound), `swap_n`, both for the baselines too
+      (audio-blind: their swap score is the chance level), and for model variants
+      `border_peak` and the `peak_hist` over the h×w grid.
     """
     split = split or config.eval_split
     fmt = fmt or config.eval_format

@@ -120,14 +120,15 @@ _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 def max_pool_3x3_s2(x):
     """ResNet's stem max-pool (3×3, stride 2, padding 1): `[B, H, W, C]` →
-    `[B, ceil(H/2), ceil(W/2), C]`, equal to `nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))`.
+    `[B, ceil(H/2), ceil(W/2), C]`, equal to
+    `nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))`.
 
     Written as two separable passes with a hand-written gradient because XLA:CPU expands
     reduce-window's gradient (select-and-scatter) into iotas, a variadic reduce-window and
-    a scatter: forward + backward at 16×112×112×64 took 282 ms that way, 65 ms this way
-    (BENCHMARKS.md). The gradient goes to the window's first maximum in row-major order,
-    as torch's max_pool2d sends it (the rows are pooled last, so their choice comes
-    first); the choices are made once, in the forward pass.
+    a scatter: forward + backward at 16×112×112×64 took 269 ms that way, 55 ms this way
+    (`benchmarks/max_pool.py`, BENCHMARKS.md). The gradient goes to the window's first
+    maximum in row-major order, as torch's max_pool2d sends it (the rows are pooled last,
+    so their choice comes first); the choices are made once, in the forward pass.
     """
     return _max_pool(x.shape[1], x.shape[2], x)
 
