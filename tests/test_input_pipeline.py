@@ -29,6 +29,18 @@ def xml_boxes(path):
     return boxes
 
 
+def object_at(x, y, objects):
+    """The index in a scenes.json object list of the object whose box (pixels of the 256
+    frame) holds the point (x, y), the nearest centre among several; -1 for none."""
+    held = [
+        (np.hypot(x - (x0 + x1) / 2, y - (y0 + y1) / 2), k)
+        for k, o in enumerate(objects)
+        for x0, y0, x1, y1 in [o["box"]]
+        if x0 <= x <= x1 and y0 <= y <= y1
+    ]
+    return min(held)[1] if held else -1
+
+
 def test_splits_and_train_batches(tiny):
     builder, _ = raw_root(tiny)
     assert builder.info.splits["train"].num_examples == 48
@@ -90,23 +102,15 @@ def test_evaluate_split_baselines_match_direct_computation(tiny):
     # central pixels tie) against the world's own scene list: it is on the object whose
     # box holds it and whose centre is nearest.
     scenes = json.load(open(os.path.join(root, "scenes.json")))
-    p = 111.5 / 224
-
-    def on(objects):
-        held = [
-            (np.hypot(p - (x0 + x1) / 512, p - (y0 + y1) / 512), k)
-            for k, o in enumerate(objects)
-            for x0, y0, x1, y1 in [o["box"]]
-            if x0 / 256 <= p <= x1 / 256 and y0 / 256 <= p <= y1 / 256
-        ]
-        return min(held)[1] if held else -1
-
+    p = 111.5 / 224 * 256
     sounding = [
-        on(s["objects"]) == [o["sounding"] for o in s["objects"]].index(True)
+        object_at(p, p, s["objects"]) == [o["sounding"] for o in s["objects"]].index(True)
         for s in scenes.values()
     ]
     swap = [
-        on(s["objects"]) == s["swap_index"] for s in scenes.values() if s["swap_index"] is not None
+        object_at(p, p, s["objects"]) == s["swap_index"]
+        for s in scenes.values()
+        if s["swap_index"] is not None
     ]
     assert results["centre_prior"]["peak_on_sounding"] == pytest.approx(100 * np.mean(sounding))
     assert results["centre_prior"]["swap_n"] == len(swap) > 0
@@ -127,14 +131,7 @@ def test_model_peaks_are_read_on_the_models_own_grid(tiny):
     def on(grid, objects):
         h, w = grid.shape
         iy, ix = divmod(int(np.argmax(grid)), w)
-        y, x = (iy + 0.5) / h * 256, (ix + 0.5) / w * 256
-        held = [
-            (np.hypot(x - (x0 + x1) / 2, y - (y0 + y1) / 2), k)
-            for k, o in enumerate(objects)
-            for x0, y0, x1, y1 in [o["box"]]
-            if x0 <= x <= x1 and y0 <= y <= y1
-        ]
-        return min(held)[1] if held else -1
+        return object_at((ix + 0.5) / w * 256, (iy + 0.5) / h * 256, objects)
 
     def grids(image, pcm):
         a, v = model.apply(variables, image, pcm, train=False)
