@@ -10,8 +10,11 @@ and both hint losses at the paper's weights, gradients and one Adam update, on o
 random batch already on the device (the input pipeline is `input_pipeline.py`'s business).
 JAX runs `train.compile_train_step` (donated state) under `jax.transfer_guard('disallow')`,
 so a host round-trip inside the loop would fail the run; PyTorch runs
-`benchmarks/torch_reference.py` eagerly with `torch.set_num_threads(cores)`. Warm-up steps
-are not timed; the median of the timed steps is reported. FLOPs are XLA's cost analysis of
+`benchmarks/torch_reference.py` eagerly with `torch.set_num_threads(cores)`. The steps are
+interleaved (a round is one PyTorch step, then one step of each JAX dtype) so that the
+machine's drift, which moves either framework's speed by 20 % within minutes on a shared
+VM, falls on both alike; warm-up rounds are not timed. Reported: each one's median
+samples/s and the median, over rounds, of the round's speed ratio. FLOPs are XLA's cost analysis of
 the compiled executables (a multiply-add counts 2), set against the matmul peak measured
 here. `--xla_flags` must be seen before JAX is imported, so it is read from argv first.
 """
@@ -130,8 +133,9 @@ def forward_flops(config) -> float:
     return xla_flops(forward.lower(variables, image, pcm).compile())
 
 
-def time_jax(config, batch: dict, warmup: int, steps: int) -> dict:
-    """Our train step: seconds per step (median), train FLOPs per step, compile seconds."""
+def jax_step(config, batch: dict):
+    """Our compiled train step as a no-argument callable, its XLA FLOPs per step and its
+    compile seconds."""
     model = models.create_model(config)
     mesh = train.create_mesh()
     replicated = jax.sharding.NamedSharding(mesh, P())
@@ -150,20 +154,33 @@ def time_jax(config, batch: dict, warmup: int, steps: int) -> dict:
     holder = {"state": state}
 
     def step():
-        holder["state"], metrics = compiled(holder["state"], batch)
-        jax.block_until_ready((holder["state"], metrics))
+        with jax.transfer_guard("disallow"):
+            holder["state"], metrics = compiled(holder["state"], batch)
+            jax.block_until_ready((holder["state"], metrics))
 
-    with jax.transfer_guard("disallow"):
-        seconds = median_seconds(step, warmup, steps)
-    return {"seconds": seconds, "flops": xla_flops(compiled), "compile_s": compile_s}
+    return step, xla_flops(compiled), compile_s
 
 
-def time_torch(config, batch: dict, warmup: int, steps: int, autocast: bool) -> float:
-    """The PyTorch reference step's median seconds."""
+def torch_step(config, batch: dict, autocast: bool):
+    """The PyTorch reference step as a no-argument callable."""
     net = torch_reference.create_model(config)
     step = torch_reference.make_train_step(net, config, autocast=autocast)
     batch = torch_reference.torch_batch(batch)
-    return median_seconds(lambda: step(batch), warmup, steps)
+    return lambda: step(batch)
+
+
+def interleaved_seconds(steps: dict, warmup: int, rounds: int) -> dict:
+    """{name: [seconds of each timed round]}: each round calls every step once, in order."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def matmul_peak(n: int, reps: int = 5) -> dict:
@@ -198,8 +215,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", default="paper16,paper32,synthetic", help=", ".join(SHAPES))
     p.add_argument("--dtypes", default="float32,bfloat16", help="JAX model.dtype values")
-    p.add_argument("--steps", type=int, default=5, help="timed steps (median)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=5, help="timed rounds (medians over them)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     p.add_argument(
         "--xla_flags",
         default=None,
@@ -232,10 +249,6 @@ def main(argv=None) -> int:
         config = load_config(*SHAPES[shape])
         batch = random_batch(config)
         b = config.batch_size
-        torch_sps = None
-        if args.torch:
-            seconds = time_torch(config, batch, args.warmup, args.steps, args.torch_autocast)
-            torch_sps = b / seconds
         fwd = forward_flops(config) / 1.0
         if args.paper_flops and shape.startswith("paper") and not notes:
             released = load_config(SHAPES[shape][0], 1)
@@ -245,41 +258,56 @@ def main(argv=None) -> int:
                 f"Forward at the released code's 257×554 spectrogram: {f / 1e9:.2f} GFLOP = "
                 f"{f / 2e9:.2f} G multiply-adds per sample (paper: 7.2 G)."
             )
+        steps, info = {}, {}
+        if args.torch:
+            steps["torch"] = torch_step(config, batch, args.torch_autocast)
         for dtype in dtypes:
             config.model.dtype = dtype
-            r = time_jax(config, batch, args.warmup, args.steps)
-            jax_sps = b / r["seconds"]
-            achieved = r["flops"] / r["seconds"]
+            steps[dtype], flops, compile_s = jax_step(config, batch)
+            info[dtype] = {"flops": flops, "compile_s": compile_s}
+        times = interleaved_seconds(steps, args.warmup, args.steps)
+        for dtype in dtypes:
+            seconds = statistics.median(times[dtype])
+            achieved = info[dtype]["flops"] / seconds
+            ratios = [t / j for t, j in zip(times["torch"], times[dtype])] if args.torch else []
             rows.append(
                 {
                     "shape": shape,
                     "batch": b,
                     "dtype": dtype,
-                    "jax": jax_sps,
-                    "torch": torch_sps,
-                    "train_gflop": r["flops"] / b / 1e9,
+                    "jax": b / seconds,
+                    "torch": b / statistics.median(times["torch"]) if args.torch else None,
+                    "ratio": statistics.median(ratios) if ratios else None,
+                    "ratio_range": (min(ratios), max(ratios)) if ratios else None,
+                    "train_gflop": info[dtype]["flops"] / b / 1e9,
                     "fwd_gflop": fwd / 1e9,
                     "achieved": achieved,
                     "peak_frac": achieved / peak[("jax", dtype)] if peak else float("nan"),
-                    "compile_s": r["compile_s"],
+                    "compile_s": info[dtype]["compile_s"],
                 }
             )
-            print(f"# {shape} {dtype}: JAX {jax_sps:.2f} samples/s", file=sys.stderr, flush=True)
+            print(
+                f"# {shape} {dtype}: JAX {b / seconds:.2f} samples/s", file=sys.stderr, flush=True
+            )
 
     print(
         f"\n{cpu_name()}, {cores} cores; jax {jax.__version__}, torch {torch.__version__} "
         f"({cores} threads{', autocast bfloat16' if args.torch_autocast else ''}); "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; median of {args.steps} steps after "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; {args.steps} interleaved rounds after "
         f"{args.warmup} warm-up.\n"
     )
     print(
-        "| shape | batch | JAX dtype | JAX samples/s | torch samples/s | ratio | "
+        "| shape | batch | JAX dtype | JAX samples/s | torch samples/s | ratio [range] | "
         "train GFLOP/sample | fwd GFLOP/sample | achieved GFLOP/s | of peak | compile s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         t = f"{r['torch']:.2f}" if r["torch"] else "–"
-        ratio = f"{r['jax'] / r['torch']:.2f}" if r["torch"] else "–"
+        ratio = (
+            f"{r['ratio']:.2f} [{r['ratio_range'][0]:.2f}, {r['ratio_range'][1]:.2f}]"
+            if r["torch"]
+            else "–"
+        )
         print(
             f"| {r['shape']} | {r['batch']} | {r['dtype']} | {r['jax']:.2f} | {t} | {ratio} | "
             f"{r['train_gflop']:.2f} | {r['fwd_gflop']:.2f} | {r['achieved'] / 1e9:.1f} | "

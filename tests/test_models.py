@@ -101,3 +101,40 @@ def test_stem_max_pool_matches_torch_value_and_gradient(shape, ties):
     )
     if ties:  # Ties are common here: the comparison above is meaningful.
         assert np.mean(x == 2) > 0.3
+
+
+@pytest.mark.parametrize(
+    "shape, cout, k, stride",
+    [
+        ((2, 23, 20, 3), 8, 7, 2),  # The stem, odd and even sides.
+        ((3, 9, 10, 8), 16, 3, 1),
+        ((3, 9, 10, 8), 16, 3, 2),  # The stride-2 block's first conv: the last row is cut.
+        ((2, 8, 7, 8), 16, 1, 2),  # The downsampling 1×1 (no padding).
+    ],
+)
+def test_conv_gradients_match_torch(shape, cout, k, stride):
+    """`conv_nhwc` (the students' convolutions, with their hand-written weight gradient)
+    against torch's conv2d: output and both gradients to float32 round-off."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    kernel = rng.standard_normal((k, k, shape[-1], cout)).astype(np.float32)
+    pad = ((k // 2, k // 2),) * 2
+    conv = lambda x, w: models.conv_nhwc(
+        x, w, (stride, stride), pad, dimension_numbers=models._NHWC
+    )
+    y, vjp = jax.vjp(jax.jit(conv), jax.numpy.asarray(x), jax.numpy.asarray(kernel))
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dk = vjp(jax.numpy.asarray(g))
+
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    kt = torch.tensor(kernel.transpose(3, 2, 0, 1), requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, kt, stride=stride, padding=k // 2)
+    yt.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    close(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1))
+    close(np.asarray(dx), xt.grad.numpy().transpose(0, 2, 3, 1))
+    close(np.asarray(dk), kt.grad.numpy().transpose(2, 3, 1, 0))
+    # The custom rule is the one under test: the jaxpr holds it.
+    assert "custom_vjp" in str(jax.make_jaxpr(conv)(x, kernel))
