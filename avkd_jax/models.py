@@ -211,12 +211,12 @@ def conv_nhwc(
     precision=None,
 ):
     """`jax.lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`: the same
-    value; on CPU, for the plain NHWC convolutions of a ResNet, a hand-written gradient
-    whose weight part XLA:CPU computes without its strided transpose
-    (`_channels_first_batch_last`): the train step 2–8 % faster at the paper's shapes
-    (BENCHMARKS.md). GPUs and TPUs compute weight gradients natively: there, and for
-    dilated, grouped or string-padded convolutions, this is XLA's own convolution and
-    gradient.
+    value; on CPU, for the plain NHWC convolutions of a ResNet with 16 or more input
+    channels, a hand-written gradient whose weight part XLA:CPU computes without its
+    strided transpose (`_channels_first_batch_last`): the paper-shape train step 5–7 %
+    faster (BENCHMARKS.md). The stems (1 or 3 channels, where that transpose is cheap and
+    the identity matmul is not) keep XLA's gradient, as GPUs and TPUs, which compute weight
+    gradients natively, and dilated, grouped or string-padded convolutions do.
     """
     plain = (
         jax.default_backend() == "cpu"
@@ -226,6 +226,7 @@ def conv_nhwc(
         and dimension_numbers == _NHWC
         and not isinstance(padding, str)
         and precision is None
+        and kernel.shape[2] >= 16
     )
     if not plain:
         return jax.lax.conv_general_dilated(
