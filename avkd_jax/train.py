@@ -244,8 +244,12 @@ def save_config(config, workdir, write=True):
                     f"has {key}={new}: use a fresh --workdir."
                 )
     if write and jax.process_index() == 0:
-        with open(path, "w") as f:
+        # Written aside and renamed: the other processes read this file at their start,
+        # and must never see it half written.
+        part = f"{path}.{os.getpid()}.part"
+        with open(part, "w") as f:
             f.write(config.to_json(indent=2))
+        os.replace(part, path)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -110,6 +110,29 @@ def test_workdir_of_another_model_is_refused(tiny, tmp_path):
         train.save_config(other, str(tmp_path))
 
 
+def test_config_json_is_never_seen_half_written(tiny, tmp_path, monkeypatch):
+    """The other processes of a multi-process run read config.json as process 0 writes
+    it (a CI run once failed on an empty file): the file appears whole, by a rename, and
+    a second writer replaces it whole."""
+    import builtins
+
+    opened = []
+    real_open = builtins.open
+
+    def recording_open(file, mode="r", *args, **kwargs):
+        if "w" in mode:
+            opened.append(os.path.basename(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", recording_open)
+    train.save_config(tiny, str(tmp_path))
+    train.save_config(tiny, str(tmp_path))
+    assert opened and "config.json" not in opened
+    assert sorted(os.listdir(tmp_path)) == ["config.json"]
+    with real_open(tmp_path / "config.json") as f:
+        assert json.load(f) == json.loads(tiny.to_json())
+
+
 def test_learning_rate_schedules(tiny):
     """config.lr_schedule against the formula: constant, or a half cosine from
     config.learning_rate at step 0 to 0 at the last step."""
