@@ -211,15 +211,18 @@ def conv_nhwc(
     precision=None,
 ):
     """`jax.lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`: the same
-    value; on CPU, for the plain NHWC convolutions of a ResNet with 16 or more input
-    channels, a hand-written gradient whose weight part XLA:CPU computes without its
+    value; on one CPU device, for the plain NHWC convolutions of a ResNet with 16 or more
+    input channels, a hand-written gradient whose weight part XLA:CPU computes without its
     strided transpose (`_channels_first_batch_last`): the paper-shape train step 5–7 %
-    faster (BENCHMARKS.md). The stems (1 or 3 channels, where that transpose is cheap and
-    the identity matmul is not) keep XLA's gradient, as GPUs and TPUs, which compute weight
-    gradients natively, and dilated, grouped or string-padded convolutions do.
+    faster (BENCHMARKS.md). Elsewhere this is XLA's own convolution and gradient: in the
+    stems (1 or 3 channels, where that transpose is cheap and the identity matmul is not);
+    on several devices (with the batch sharded, the identity matmul would contract the
+    sharded axis and XLA would all-reduce the activation for it); on GPUs and TPUs, which
+    compute weight gradients natively; for dilated, grouped or string-padded convolutions.
     """
     plain = (
         jax.default_backend() == "cpu"
+        and jax.device_count() == 1
         and all(d == 1 for d in (lhs_dilation or (1, 1)))
         and all(d == 1 for d in (rhs_dilation or (1, 1)))
         and feature_group_count == 1

@@ -1,5 +1,7 @@
 """Model structure: parameter counts against torchvision's ResNet18, output shapes."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -139,3 +141,33 @@ def test_conv_gradients_match_torch(shape, cout, k, stride):
     # The custom rule is the one under test: the jaxpr holds it (not for 3 channels).
     assert "custom_vjp" in str(jax.make_jaxpr(conv)(x, kernel))
     assert "custom_vjp" not in str(jax.make_jaxpr(conv)(x[..., :3], kernel[:, :, :3]))
+
+
+def test_conv_gradient_on_several_devices_reduces_only_the_kernel():
+    """With the batch sharded over devices the convolutions keep XLA's gradient: the one
+    collective of a convolution's backward is the kernel gradient's all-reduce (the
+    identity matmul would add one over the whole activation)."""
+    import subprocess
+    import sys
+
+    probe = """
+import re, jax, jax.numpy as jnp
+from avkd_jax import models, train
+mesh = train.create_mesh()
+S, P = jax.sharding.NamedSharding, jax.sharding.PartitionSpec
+x = jax.device_put(jnp.ones((8, 10, 10, 16)), S(mesh, P("data")))
+k = jax.device_put(jnp.ones((3, 3, 16, 16)), S(mesh, P()))
+conv = lambda k, x: models.conv_nhwc(x, k, (1, 1), ((1, 1),) * 2, dimension_numbers=models._NHWC)
+grad = jax.jit(jax.grad(lambda k, x: jnp.sum(conv(k, x) ** 2)))
+print(re.findall(r"= (\\S+) all-reduce\\(", grad.lower(k, x).compile().as_text()))
+"""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "['f32[3,3,16,16]{3,2,1,0}']", out.stdout + out.stderr
