@@ -246,10 +246,7 @@ def save_config(config, workdir, write=True):
     if write and jax.process_index() == 0:
         # Written aside and renamed: the other processes read this file at their start,
         # and must never see it half written.
-        part = f"{path}.{os.getpid()}.part"
-        with open(part, "w") as f:
-            f.write(config.to_json(indent=2))
-        os.replace(part, path)
+        evaluate.write_text(path, config.to_json(indent=2))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

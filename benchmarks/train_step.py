@@ -109,14 +109,7 @@ def random_batch(config, seed: int = 0) -> dict:
 
 def median_seconds(fn, warmup: int, steps: int) -> float:
     """Median wall time of `steps` calls of `fn` after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(interleaved_seconds({"fn": fn}, warmup, steps)["fn"])
 
 
 def xla_flops(compiled) -> float:

@@ -1,4 +1,5 @@
-"""Model structure: parameter counts against torchvision's ResNet18, output shapes."""
+"""Model structure: parameter counts against torchvision's ResNet18, output shapes; the
+hand-written max-pool and convolution gradients against torch."""
 
 import os
 
