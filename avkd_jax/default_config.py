@@ -8,15 +8,13 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     # Appended to $XLA_FLAGS by `python -m avkd_jax.main` before JAX starts its backends
-    # (a flag already in $XLA_FLAGS wins); the GPU backend ignores both. On the 2-core CPU
-    # here (BENCHMARKS.md, train step): oneDNN custom calls +5 % at the paper's shapes and
-    # +27 % on the synthetic config; YNNPACK for dots and reductions only (its default
-    # also takes the convolutions, whose weight gradients it runs at 12–42 GFLOP/s) then
-    # +55 % more at the paper's shapes (3.17 → 4.92 samples/s).
-    c.xla_flags = (
-        "--xla_cpu_experimental_onednn_custom_call=true "
-        "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
-    )
+    # (a flag already in $XLA_FLAGS wins); the GPU backend ignores it. YNNPACK for dots
+    # and reductions only: its default list also takes the convolutions, whose weight
+    # gradients it runs at 12–42 GFLOP/s, and XLA's own run them 3–5× faster; on the
+    # 2-core CPU here the paper-shape step went 3.17 → 4.92 samples/s (BENCHMARKS.md).
+    # (`--xla_cpu_experimental_onednn_custom_call=true`, once listed here, changes
+    # nothing in this jaxlib: the compiled program is the same byte for byte.)
+    c.xla_flags = "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
 
     # Data. `dataset` names a TFDS builder in avkd_jax.datasets; `data_dir` is where its
     # TFRecord shards live and `manual_dir` where the raw files are (real datasets).

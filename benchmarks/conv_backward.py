@@ -2,8 +2,7 @@
 input gradient (dX) and weight gradient (dW), timed alone in XLA and in torch.
 
     python benchmarks/conv_backward.py                       # XLA_FLAGS as set
-    XLA_FLAGS=--xla_cpu_experimental_onednn_custom_call=true python benchmarks/conv_backward.py
-    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot python benchmarks/conv_backward.py
+    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot,reduce python benchmarks/conv_backward.py
     python benchmarks/conv_backward.py --batch=16 --repeats=5
 
 The shapes are the visual student's at 224² (batch 16, NHWC in JAX, NCHW in torch, as each

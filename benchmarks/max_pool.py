@@ -3,8 +3,7 @@ reduce-window (`flax.linen.max_pool`, whose gradient XLA expands into a select-a
 our separable pool with its hand-written gradient (`models.max_pool_3x3_s2`), and torch's
 `max_pool2d`.
 
-    XLA_FLAGS="--xla_cpu_experimental_onednn_custom_call=true \\
-        --xla_cpu_experimental_ynn_fusion_type=dot,reduce" python benchmarks/max_pool.py
+    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot,reduce python benchmarks/max_pool.py
 
 The shapes are the two students' stem outputs at the paper's inputs (224² images; a
 257×276 spectrogram) at batch 16 and 32. Each cell is the median of `--repeats` calls after

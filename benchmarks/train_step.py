@@ -3,7 +3,7 @@
     python benchmarks/train_step.py                          # paper16, paper32, synthetic
     python benchmarks/train_step.py --shapes=synthetic --steps=3 --warmup=1
     python benchmarks/train_step.py --xla_flags=     # XLA's defaults, not the configs'
-    python benchmarks/train_step.py --xla_flags=--xla_cpu_experimental_onednn_custom_call=true
+    python benchmarks/train_step.py --xla_flags=--xla_cpu_prefer_vector_width=512
 
 One step = log-spectrogram of the int16 PCM, both ResNet18 students, the contrastive loss
 and both hint losses at the paper's weights, gradients and one Adam update, on one fixed

@@ -44,14 +44,12 @@ def test_synthetic_config_is_the_default_world():
 def test_config_xla_flags_add_to_the_environment_without_overriding_it():
     from avkd_jax import runtime
 
-    onednn = "--xla_cpu_experimental_onednn_custom_call=true"
     ynn = "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
-    assert load_config("flickr10k").xla_flags == f"{onednn} {ynn}"
-    assert runtime.with_xla_flags("--xla_cpu_experimental_ynn_fusion_type=", f"{onednn} {ynn}") == (
-        f"--xla_cpu_experimental_ynn_fusion_type= {onednn}"
-    )
-    assert runtime.with_xla_flags("", onednn) == onednn
+    assert load_config("flickr10k").xla_flags == ynn
+    assert runtime.with_xla_flags("", ynn) == ynn
     count = "--xla_force_host_platform_device_count=4"
-    assert runtime.with_xla_flags(count, onednn) == f"{count} {onednn}"
-    off = "--xla_cpu_experimental_onednn_custom_call=false"
-    assert runtime.with_xla_flags(off, onednn) == off  # The user's own setting wins.
+    assert runtime.with_xla_flags(count, ynn) == f"{count} {ynn}"
+    wide = f"{ynn} --xla_cpu_prefer_vector_width=512"
+    off = "--xla_cpu_experimental_ynn_fusion_type="
+    assert runtime.with_xla_flags(off, wide) == f"{off} --xla_cpu_prefer_vector_width=512"
+    assert runtime.with_xla_flags(off, ynn) == off  # The user's own setting wins.
