@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
@@ -10,6 +11,22 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_under_pytest_basetemp(tmp_path_factory):
+    """tensorflow-datasets leaves an empty mkdtemp folder behind each time a builder is made
+    for a dataset not yet prepared (`DatasetInfo.initialize_from_bucket`): about a hundred
+    per run. Here they, and the test processes' children's, land where pytest prunes."""
+    folder = str(tmp_path_factory.mktemp("tempfile"))
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = folder, folder
+    yield
+    tempfile.tempdir = saved[0]
+    if saved[1] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[1]
 
 
 def load_config(name: str):
