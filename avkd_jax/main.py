@@ -62,9 +62,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = FLAGS.config
     # XLA reads its flags when JAX first touches a device, which nothing has done yet.
-    os.environ["XLA_FLAGS"] = runtime.with_xla_flags(
-        os.environ.get("XLA_FLAGS", ""), config.get("xla_flags", "")
-    )
+    runtime.add_xla_flags(config.get("xla_flags", ""))
     if FLAGS.mode == "summary":
         print(models.summary(config))
         return

@@ -2,6 +2,8 @@
 multi-process job (DESIGN §7: the arguments of `jax.distributed.initialize` from the
 flags and the environment). Nothing here imports JAX."""
 
+import os
+
 from absl.app import UsageError
 
 _EXPLICIT = {
@@ -58,3 +60,9 @@ def with_xla_flags(current: str, wanted: str) -> str:
     names = {f.split("=", 1)[0] for f in current.split()}
     extra = [f for f in wanted.split() if f.split("=", 1)[0] not in names]
     return " ".join([*current.split(), *extra])
+
+
+def add_xla_flags(wanted: str, environ=os.environ) -> None:
+    """Sets $XLA_FLAGS to `with_xla_flags` of it and `wanted`. XLA reads them when JAX first
+    touches a device, so this must run before that."""
+    environ["XLA_FLAGS"] = with_xla_flags(environ.get("XLA_FLAGS", ""), wanted)

@@ -54,8 +54,7 @@ def worker(framework: str, shape: str) -> None:
     if framework == "jax":
         from avkd_jax import default_config, runtime
 
-        flags = default_config.base_config().xla_flags
-        os.environ["XLA_FLAGS"] = runtime.with_xla_flags(os.environ.get("XLA_FLAGS", ""), flags)
+        runtime.add_xla_flags(default_config.base_config().xla_flags)
     sys.path.insert(0, HERE)
     import train_step  # This folder's: the steps, shapes and configs of the table.
 

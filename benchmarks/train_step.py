@@ -44,7 +44,7 @@ if __name__ == "__main__":
     _flags = _xla_flags_from_argv(sys.argv[1:])
     if _flags is None:
         _flags = default_config.base_config().xla_flags
-    os.environ["XLA_FLAGS"] = runtime.with_xla_flags(os.environ.get("XLA_FLAGS", ""), _flags)
+    runtime.add_xla_flags(_flags)
 
 import argparse
 import functools

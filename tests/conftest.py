@@ -19,14 +19,10 @@ def _temporary_files_under_pytest_basetemp(tmp_path_factory):
     for a dataset not yet prepared (`DatasetInfo.initialize_from_bucket`): 41 in a full
     run. Here they, and the test processes' children's, land where pytest prunes."""
     folder = str(tmp_path_factory.mktemp("tempfile"))
-    saved = tempfile.tempdir, os.environ.get("TMPDIR")
-    tempfile.tempdir, os.environ["TMPDIR"] = folder, folder
-    yield
-    tempfile.tempdir = saved[0]
-    if saved[1] is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = saved[1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", folder)
+        patch.setenv("TMPDIR", folder)
+        yield
 
 
 def load_config(name: str):

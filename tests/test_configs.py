@@ -53,3 +53,6 @@ def test_config_xla_flags_add_to_the_environment_without_overriding_it():
     off = "--xla_cpu_experimental_ynn_fusion_type="
     assert runtime.with_xla_flags(off, wide) == f"{off} --xla_cpu_prefer_vector_width=512"
     assert runtime.with_xla_flags(off, ynn) == off  # The user's own setting wins.
+    environ = {"XLA_FLAGS": count}
+    runtime.add_xla_flags(ynn, environ)
+    assert environ == {"XLA_FLAGS": f"{count} {ynn}"}
