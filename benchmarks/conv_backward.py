@@ -1,15 +1,20 @@
 """Where the JAX train step loses to PyTorch on CPU: each ResNet18 convolution's forward,
 input gradient (dX) and weight gradient (dW), timed alone in XLA and in torch.
 
-    python benchmarks/conv_backward.py                       # XLA_FLAGS as set
-    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot,reduce python benchmarks/conv_backward.py
+    python benchmarks/conv_backward.py                 # the configs' XLA flags, the model's conv
+    python benchmarks/conv_backward.py --xla_gradient  # XLA's own gradient for every layer
+    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot python benchmarks/conv_backward.py
     python benchmarks/conv_backward.py --batch=16 --repeats=5
 
 The shapes are the visual student's at 224² (batch 16, NHWC in JAX, NCHW in torch, as each
 framework's ResNet runs) plus the audio student's widest layer (a 257×276 spectrogram
-gives 65×69 maps after the stem). Each cell is the median of `--repeats` calls after two
-warm-ups; GFLOP/s counts a multiply-add as 2. Read with the step's profile
-(BENCHMARKS.md): the backward convolutions take most of the step.
+gives 65×69 maps after the stem). JAX runs `models.conv_nhwc`, the students' convolution
+(with its hand-written weight gradient where the model uses it), under the configs'
+`xla_flags` as `python -m avkd_jax.main` sets them (a flag already in $XLA_FLAGS wins).
+A layer's six calls (forward, dX, dW in each framework) are interleaved, one of each per
+round, so that the machine's drift falls on both; each cell is the median of `--repeats`
+rounds after two warm-ups. GFLOP/s counts a multiply-add as 2. Read with the step's
+profile (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -17,12 +22,21 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from avkd_jax import default_config, runtime
+
+runtime.add_xla_flags(default_config.base_config().xla_flags)  # Before JAX starts.
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
 import train_step  # This folder's: its timing helper.
+
+from avkd_jax import models
 
 # name, H, W, C_in, C_out, kernel, stride.
 LAYERS = [
@@ -37,19 +51,19 @@ LAYERS = [
 ]
 
 
-def median_seconds(fn, repeats: int) -> float:
-    return train_step.median_seconds(fn, warmup=2, steps=repeats)
-
-
-def jax_times(b, h, w, cin, cout, k, s, repeats) -> list[float]:
-    """Seconds of forward, dX and dW of one NHWC convolution under XLA."""
+def jax_calls(b, h, w, cin, cout, k, s, xla_gradient=False) -> list:
+    """Forward, dX and dW of one NHWC convolution under XLA, each a call that waits for its
+    result: the model's `conv_nhwc`, or with `xla_gradient` `lax.conv_general_dilated`
+    and XLA's gradient."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((b, h, w, cin), np.float32))
     kernel = jnp.asarray(rng.standard_normal((k, k, cin, cout), np.float32))
     pad = [(k // 2, k // 2)] * 2
 
+    conv_general_dilated = jax.lax.conv_general_dilated if xla_gradient else models.conv_nhwc
+
     def conv(x, kernel):
-        return jax.lax.conv_general_dilated(
+        return conv_general_dilated(
             x, kernel, (s, s), pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
 
@@ -58,36 +72,46 @@ def jax_times(b, h, w, cin, cout, k, s, repeats) -> list[float]:
     dx = jax.jit(lambda x, kernel, g: jax.vjp(lambda x: conv(x, kernel), x)[1](g)[0])
     dw = jax.jit(lambda x, kernel, g: jax.vjp(lambda k: conv(x, k), kernel)[1](g)[0])
     return [
-        median_seconds(lambda: fwd(x, kernel).block_until_ready(), repeats),
-        median_seconds(lambda: dx(x, kernel, g).block_until_ready(), repeats),
-        median_seconds(lambda: dw(x, kernel, g).block_until_ready(), repeats),
+        lambda: fwd(x, kernel).block_until_ready(),
+        lambda: dx(x, kernel, g).block_until_ready(),
+        lambda: dw(x, kernel, g).block_until_ready(),
     ]
 
 
-def torch_times(b, h, w, cin, cout, k, s, repeats) -> list[float]:
-    """Seconds of forward, dX and dW of one NCHW convolution in eager PyTorch."""
+def torch_calls(b, h, w, cin, cout, k, s) -> list:
+    """Forward, dX and dW of one NCHW convolution in eager PyTorch (no autograd graph:
+    nothing requires a gradient)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(b, cin, h, w, generator=gen)
     kernel = torch.randn(cout, cin, k, k, generator=gen)
     conv = torch.nn.functional.conv2d
-    with torch.no_grad():
-        g = torch.ones_like(conv(x, kernel, stride=s, padding=k // 2))
-        fwd = median_seconds(lambda: conv(x, kernel, stride=s, padding=k // 2), repeats)
-        dx = median_seconds(
-            lambda: torch.nn.grad.conv2d_input(x.shape, kernel, g, stride=s, padding=k // 2),
-            repeats,
-        )
-        dw = median_seconds(
-            lambda: torch.nn.grad.conv2d_weight(x, kernel.shape, g, stride=s, padding=k // 2),
-            repeats,
-        )
-    return [fwd, dx, dw]
+    g = torch.ones_like(conv(x, kernel, stride=s, padding=k // 2))
+    return [
+        lambda: conv(x, kernel, stride=s, padding=k // 2),
+        lambda: torch.nn.grad.conv2d_input(x.shape, kernel, g, stride=s, padding=k // 2),
+        lambda: torch.nn.grad.conv2d_weight(x, kernel.shape, g, stride=s, padding=k // 2),
+    ]
+
+
+def layer_times(shape, repeats: int, xla_gradient: bool) -> tuple[list, list]:
+    """Median seconds of ([JAX fwd, dX, dW], [torch fwd, dX, dW]), the six calls
+    interleaved (one of each per round) so that the machine's drift falls on both."""
+    calls = {("jax", i): f for i, f in enumerate(jax_calls(*shape, xla_gradient))}
+    calls |= {("torch", i): f for i, f in enumerate(torch_calls(*shape))}
+    times = train_step.interleaved_seconds(calls, warmup=2, rounds=repeats)
+    median = {key: statistics.median(t) for key, t in times.items()}
+    return [median["jax", i] for i in range(3)], [median["torch", i] for i in range(3)]
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--xla_gradient",
+        action="store_true",
+        help="XLA's own gradient in every layer instead of the model's conv_nhwc",
+    )
     args = p.parse_args(argv)
     cores = len(os.sched_getaffinity(0))  # As train_step.py: the cores this process may use.
     torch.set_num_threads(cores)
@@ -101,7 +125,7 @@ def main(argv=None) -> None:
         shape = (args.batch, h, w, cin, cout, k, s)
         ho, wo = -(-h // s), -(-w // s)
         flops = 2 * args.batch * ho * wo * cin * cout * k * k
-        ours, theirs = jax_times(*shape, args.repeats), torch_times(*shape, args.repeats)
+        ours, theirs = layer_times(shape, args.repeats, args.xla_gradient)
         cells = [
             f"{t * 1e3:.1f} ms ({flops / t / 1e9:.0f})"
             for part in range(3)
@@ -120,7 +144,8 @@ def main(argv=None) -> None:
     print(
         f"{platform.processor() or platform.machine()}, {cores} cores; jax {jax.__version__}, "
         f"torch {torch.__version__} ({cores} threads); "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; batch {args.batch}, "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
+        f"{'XLA gradient' if args.xla_gradient else 'models.conv_nhwc'}; batch {args.batch}, "
         f"median of {args.repeats}."
     )
 

@@ -9,7 +9,8 @@ Model maps: `evaluate.model_maps` jitted, on a fixed random batch of `eval_batch
 already on the device, median of `--batches` calls after one untimed. Protocol:
 `evaluate.evaluate_split` of an untrained student on configs/synthetic.py's test split
 (under --data_dir, prepared on first use), one variant, no baselines, timed end to end
-after one untimed run that compiles.
+after one untimed run that compiles. Runs with the configs' `xla_flags`, as
+`python -m avkd_jax.main --mode=eval` does (a flag already in $XLA_FLAGS wins).
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ import os
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+
+from avkd_jax import default_config, runtime
+
+runtime.add_xla_flags(default_config.base_config().xla_flags)  # Before JAX starts.
+
+import jax
+import jax.numpy as jnp
 
 from train_step import cpu_name, load_config, median_seconds, random_batch
 
