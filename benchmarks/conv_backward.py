@@ -14,7 +14,9 @@ gives 65×69 maps after the stem). JAX runs `models.conv_nhwc`, the students' co
 A layer's six calls (forward, dX, dW in each framework) are interleaved, one of each per
 round, so that the machine's drift falls on both; each cell is the median of `--repeats`
 rounds after two warm-ups. GFLOP/s counts a multiply-add as 2. Read with the step's
-profile (BENCHMARKS.md).
+profile (BENCHMARKS.md): alone, the input is a parameter and XLA's own weight gradient
+transposes it in a plain copy, so `--xla_gradient` looks faster here than in the step,
+where XLA fuses that transpose into the op producing the input.
 """
 
 from __future__ import annotations
@@ -61,11 +63,13 @@ def jax_calls(b, h, w, cin, cout, k, s, xla_gradient=False) -> list:
     pad = [(k // 2, k // 2)] * 2
 
     conv_general_dilated = jax.lax.conv_general_dilated if xla_gradient else models.conv_nhwc
+    # As `nn.Conv` passes them: `conv_nhwc` takes its own path only for these.
+    dimension_numbers = jax.lax.conv_dimension_numbers(
+        x.shape, kernel.shape, ("NHWC", "HWIO", "NHWC")
+    )
 
     def conv(x, kernel):
-        return conv_general_dilated(
-            x, kernel, (s, s), pad, dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
+        return conv_general_dilated(x, kernel, (s, s), pad, dimension_numbers=dimension_numbers)
 
     g = jnp.ones_like(conv(x, kernel))
     fwd = jax.jit(conv)
