@@ -1,4 +1,5 @@
 """avkd-jax: Acoustic and Visual Knowledge Distillation for audio-visual localization, in JAX."""
+
 from setuptools import find_packages, setup
 
 setup(
@@ -8,6 +9,7 @@ setup(
     "with contrastive learning and teacher hints.",
     python_requires=">=3.10",
     packages=find_packages(include=["avkd_jax", "avkd_jax.*", "teachers", "teachers.*"]),
+    package_data={"avkd_jax": ["csrc/*.cc"]},
     install_requires=[
         "jax>=0.10,<0.11",
         "flax>=0.12,<0.13",
@@ -32,6 +34,11 @@ setup(
         "matplotlib>=3.8",
         # tensorflow-datasets imports it without declaring it.
         "importlib_resources>=6",
+        # oneDNN for the students' convolutions on the CPU (avkd_jax/onednn_conv.py; the
+        # library and its headers, compiled against on first use). The last wheels with
+        # the OpenMP runtime alone: later ones need Intel's SYCL and TBB runtimes.
+        'onednn-cpu-gomp==2023.2.0; sys_platform == "linux" and platform_machine == "x86_64"',
+        'onednn-devel-cpu-gomp==2023.2.0; sys_platform == "linux" and platform_machine == "x86_64"',
     ],
     extras_require={
         # The PyTorch side (teachers/): never imported by avkd_jax. Pin torch: an unpinned

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from avkd_jax import audio as audio_lib
+from avkd_jax import onednn_conv
 
 # torchvision's BatchNorm2d defaults, in Flax's convention (momentum = 1 - torch momentum).
 BN_MOMENTUM = 0.9
@@ -211,14 +212,19 @@ def conv_nhwc(
     precision=None,
 ):
     """`jax.lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`: the same
-    value; on one CPU device, for the plain NHWC convolutions of a ResNet with 16 or more
-    input channels, a hand-written gradient whose weight part XLA:CPU computes without its
-    strided transpose (`_channels_first_batch_last`): the paper-shape train step 5–7 %
-    faster (BENCHMARKS.md). Elsewhere this is XLA's own convolution and gradient: in the
-    stems (1 or 3 channels, where that transpose is cheap and the identity matmul is not);
-    on several devices (with the batch sharded, the identity matmul would contract the
-    sharded axis and XLA would all-reduce the activation for it); on GPUs and TPUs, which
-    compute weight gradients natively; for dilated, grouped or string-padded convolutions.
+    value, computed where it is fastest.
+
+    On one CPU device, the plain float32 NHWC convolutions of a ResNet go to oneDNN
+    (`onednn_conv`, the library PyTorch uses): the paper-shape train step about 10 %
+    faster, the synthetic one about 20 % (BENCHMARKS.md). Where oneDNN cannot run (not
+    installed, no compiler, $AVKD_JAX_CONV=xla) or for bfloat16, those with 16 or more
+    input channels keep XLA's convolution with a hand-written gradient whose weight part
+    XLA:CPU computes without its strided transpose (`_channels_first_batch_last`), and the
+    stems (1 or 3 channels, where that transpose is cheap and the identity matmul is not)
+    XLA's own gradient. Everything else is XLA's own convolution and gradient: on several
+    devices (with the batch sharded, the custom call and the identity matmul would both
+    need the activation gathered), on GPUs and TPUs, for dilated, grouped, string- or
+    negatively padded convolutions.
     """
     plain = (
         jax.default_backend() == "cpu"
@@ -229,9 +235,18 @@ def conv_nhwc(
         and dimension_numbers == _NHWC
         and not isinstance(padding, str)
         and precision is None
-        and kernel.shape[2] >= 16
     )
-    if not plain:
+    if plain:
+        window_strides = tuple(window_strides)
+        padding = tuple(tuple(int(p) for p in pair) for pair in padding)
+    if (
+        plain
+        and x.dtype == kernel.dtype == jnp.float32
+        and min(min(pair) for pair in padding) >= 0
+        and onednn_conv.enabled()
+    ):
+        return onednn_conv.conv(x, kernel, window_strides, padding)
+    if not plain or kernel.shape[2] < 16:
         return jax.lax.conv_general_dilated(
             x,
             kernel,
@@ -243,7 +258,7 @@ def conv_nhwc(
             feature_group_count,
             precision=precision,
         )
-    return _conv(x, kernel, tuple(window_strides), tuple(tuple(p) for p in padding))
+    return _conv(x, kernel, window_strides, padding)
 
 
 class BasicBlock(nn.Module):
@@ -415,9 +430,10 @@ def summary(config) -> str:
     params = variables["params"]
     towers = {"audio student": params["audio"], "visual student": params["visual"]}
     image, pcm = dummy_inputs(config, 1)
-    lowered = jax.jit(lambda v, i, a: model.apply(v, i, a, train=False)).lower(
-        variables, image, pcm
-    )
+    with onednn_conv.backend("xla"):  # XLA's cost analysis does not see into custom calls.
+        lowered = jax.jit(lambda v, i, a: model.apply(v, i, a, train=False)).lower(
+            variables, image, pcm
+        )
     cost = lowered.compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", float("nan")))

@@ -1,7 +1,8 @@
 """Where the JAX train step loses to PyTorch on CPU: each ResNet18 convolution's forward,
 input gradient (dX) and weight gradient (dW), timed alone in XLA and in torch.
 
-    python benchmarks/conv_backward.py                 # the configs' XLA flags, the model's conv
+    python benchmarks/conv_backward.py                 # the model's conv: oneDNN's
+    python benchmarks/conv_backward.py --conv=xla      # XLA's, with the model's gradient
     python benchmarks/conv_backward.py --xla_gradient  # XLA's own gradient for every layer
     XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot python benchmarks/conv_backward.py
     python benchmarks/conv_backward.py --batch=16 --repeats=5
@@ -9,7 +10,8 @@ input gradient (dX) and weight gradient (dW), timed alone in XLA and in torch.
 The shapes are the visual student's at 224² (batch 16, NHWC in JAX, NCHW in torch, as each
 framework's ResNet runs) plus the audio student's widest layer (a 257×276 spectrogram
 gives 65×69 maps after the stem). JAX runs `models.conv_nhwc`, the students' convolution
-(with its hand-written weight gradient where the model uses it), under the configs'
+(oneDNN's; with `--conv=xla` XLA's, with the model's hand-written weight gradient where the
+model uses it), under the configs'
 `xla_flags` as `python -m avkd_jax.main` sets them (a flag already in $XLA_FLAGS wins).
 A layer's six calls (forward, dX, dW in each framework) are interleaved, one of each per
 round, so that the machine's drift falls on both; each cell is the median of `--repeats`
@@ -38,7 +40,7 @@ import numpy as np
 import torch
 import train_step  # This folder's: its timing helper.
 
-from avkd_jax import models
+from avkd_jax import models, onednn_conv
 
 # name, H, W, C_in, C_out, kernel, stride.
 LAYERS = [
@@ -53,10 +55,11 @@ LAYERS = [
 ]
 
 
-def jax_calls(b, h, w, cin, cout, k, s, xla_gradient=False) -> list:
-    """Forward, dX and dW of one NHWC convolution under XLA, each a call that waits for its
-    result: the model's `conv_nhwc`, or with `xla_gradient` `lax.conv_general_dilated`
-    and XLA's gradient."""
+def jax_calls(b, h, w, cin, cout, k, s, xla_gradient=False, conv_backend="onednn") -> list:
+    """Forward, dX and dW of one NHWC convolution in JAX, each a call that waits for its
+    result: the model's `conv_nhwc` with `conv_backend`'s convolutions (`onednn`, or
+    `xla`: XLA's with the model's weight gradient), or with `xla_gradient`
+    `lax.conv_general_dilated` and XLA's gradient."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((b, h, w, cin), np.float32))
     kernel = jnp.asarray(rng.standard_normal((k, k, cin, cout), np.float32))
@@ -71,10 +74,13 @@ def jax_calls(b, h, w, cin, cout, k, s, xla_gradient=False) -> list:
     def conv(x, kernel):
         return conv_general_dilated(x, kernel, (s, s), pad, dimension_numbers=dimension_numbers)
 
-    g = jnp.ones_like(conv(x, kernel))
-    fwd = jax.jit(conv)
-    dx = jax.jit(lambda x, kernel, g: jax.vjp(lambda x: conv(x, kernel), x)[1](g)[0])
-    dw = jax.jit(lambda x, kernel, g: jax.vjp(lambda k: conv(x, k), kernel)[1](g)[0])
+    with onednn_conv.backend(conv_backend):  # Decided when traced: compile here.
+        g = jnp.ones_like(conv(x, kernel))
+        fwd = jax.jit(conv).lower(x, kernel).compile()
+        dx = jax.jit(lambda x, kernel, g: jax.vjp(lambda x: conv(x, kernel), x)[1](g)[0])
+        dx = dx.lower(x, kernel, g).compile()
+        dw = jax.jit(lambda x, kernel, g: jax.vjp(lambda k: conv(x, k), kernel)[1](g)[0])
+        dw = dw.lower(x, kernel, g).compile()
     return [
         lambda: fwd(x, kernel).block_until_ready(),
         lambda: dx(x, kernel, g).block_until_ready(),
@@ -97,10 +103,10 @@ def torch_calls(b, h, w, cin, cout, k, s) -> list:
     ]
 
 
-def layer_times(shape, repeats: int, xla_gradient: bool) -> tuple[list, list]:
+def layer_times(shape, repeats: int, xla_gradient: bool, conv_backend: str) -> tuple[list, list]:
     """Median seconds of ([JAX fwd, dX, dW], [torch fwd, dX, dW]), the six calls
     interleaved (one of each per round) so that the machine's drift falls on both."""
-    calls = {("jax", i): f for i, f in enumerate(jax_calls(*shape, xla_gradient))}
+    calls = {("jax", i): f for i, f in enumerate(jax_calls(*shape, xla_gradient, conv_backend))}
     calls |= {("torch", i): f for i, f in enumerate(torch_calls(*shape))}
     times = train_step.interleaved_seconds(calls, warmup=2, rounds=repeats)
     median = {key: statistics.median(t) for key, t in times.items()}
@@ -116,7 +122,15 @@ def main(argv=None) -> None:
         action="store_true",
         help="XLA's own gradient in every layer instead of the model's conv_nhwc",
     )
+    p.add_argument(
+        "--conv",
+        choices=["onednn", "xla"],
+        default="onednn",
+        help="the model's convolutions: oneDNN's (the default on x86-64 Linux) or XLA's",
+    )
     args = p.parse_args(argv)
+    if args.conv == "onednn" and onednn_conv.unavailable_reason():
+        p.error(f"--conv=onednn: {onednn_conv.unavailable_reason()}")
     cores = len(os.sched_getaffinity(0))  # As train_step.py: the cores this process may use.
     torch.set_num_threads(cores)
     header = "| layer | output | " + " | ".join(
@@ -129,7 +143,7 @@ def main(argv=None) -> None:
         shape = (args.batch, h, w, cin, cout, k, s)
         ho, wo = -(-h // s), -(-w // s)
         flops = 2 * args.batch * ho * wo * cin * cout * k * k
-        ours, theirs = layer_times(shape, args.repeats, args.xla_gradient)
+        ours, theirs = layer_times(shape, args.repeats, args.xla_gradient, args.conv)
         cells = [
             f"{t * 1e3:.1f} ms ({flops / t / 1e9:.0f})"
             for part in range(3)
@@ -149,7 +163,8 @@ def main(argv=None) -> None:
         f"{platform.processor() or platform.machine()}, {cores} cores; jax {jax.__version__}, "
         f"torch {torch.__version__} ({cores} threads); "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
-        f"{'XLA gradient' if args.xla_gradient else 'models.conv_nhwc'}; batch {args.batch}, "
+        f"{'XLA gradient' if args.xla_gradient else f'models.conv_nhwc ({args.conv})'}; "
+        f"batch {args.batch}, "
         f"median of {args.repeats}."
     )
 

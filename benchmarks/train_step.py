@@ -64,7 +64,7 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 import torch_reference
 
-from avkd_jax import models, train
+from avkd_jax import models, onednn_conv, train
 
 P = jax.sharding.PartitionSpec
 # name → (config file, batch size; None: the config's own).
@@ -124,7 +124,8 @@ def forward_flops(config) -> float:
     variables = jax.eval_shape(lambda r: models.init_variables(model, config, r), jax.random.key(0))
     image, pcm = models.dummy_inputs(config, 1)
     forward = jax.jit(lambda v, i, a: model.apply(v, i, a, train=False))
-    return xla_flops(forward.lower(variables, image, pcm).compile())
+    with onednn_conv.backend("xla"):  # Cost analysis does not see into custom calls.
+        return xla_flops(forward.lower(variables, image, pcm).compile())
 
 
 def jax_step(config, batch: dict):
@@ -153,6 +154,16 @@ def jax_step(config, batch: dict):
             jax.block_until_ready((holder["state"], metrics))
 
     return step, xla_flops(compiled), compile_s
+
+
+def xla_conv_flops(config, batch: dict, variant, info: dict) -> float:
+    """FLOPs of `variant`'s step counted with XLA's convolutions (compiled here unless that
+    variant is in `info` already)."""
+    twin = (variant[0], "xla")
+    if twin in info:
+        return info[twin]["flops"]
+    with onednn_conv.backend("xla"):
+        return jax_step(config, batch)[1]
 
 
 def torch_step(config, batch: dict, autocast: bool):
@@ -209,6 +220,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", default="paper16,paper32,synthetic", help=", ".join(SHAPES))
     p.add_argument("--dtypes", default="float32,bfloat16", help="JAX model.dtype values")
+    p.add_argument(
+        "--convs",
+        default="onednn,xla",
+        help="the students' convolutions: onednn (the default where it runs), xla (XLA's)",
+    )
     p.add_argument("--steps", type=int, default=5, help="timed rounds (medians over them)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     p.add_argument(
@@ -233,7 +249,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cores = len(os.sched_getaffinity(0))
     torch.set_num_threads(cores)
-    dtypes = args.dtypes.split(",")
+    variants = [(d, c) for d in args.dtypes.split(",") for c in args.convs.split(",")]
+    for conv in {c for _, c in variants} - {"onednn", "xla"}:
+        p.error(f"--convs: unknown {conv!r}; known: onednn, xla")
+    if ("float32", "onednn") in variants and onednn_conv.unavailable_reason():
+        p.error(f"--convs=onednn: {onednn_conv.unavailable_reason()}")
 
     peak = matmul_peak(args.matmul_n) if args.matmul_n else {}
     rows, notes = [], []
@@ -255,33 +275,43 @@ def main(argv=None) -> int:
         steps, info = {}, {}
         if args.torch:
             steps["torch"] = torch_step(config, batch, args.torch_autocast)
-        for dtype in dtypes:
-            config.model.dtype = dtype
-            steps[dtype], flops, compile_s = jax_step(config, batch)
-            info[dtype] = {"flops": flops, "compile_s": compile_s}
+        for variant in variants:
+            config.model.dtype, conv = variant
+            with onednn_conv.backend(conv):
+                steps[variant], flops, compile_s = jax_step(config, batch)
+            info[variant] = {"flops": flops, "compile_s": compile_s}
+        for variant in variants:
+            # XLA's cost analysis does not see into oneDNN's custom calls: count the same
+            # step's FLOPs with XLA's convolutions.
+            if variant[1] == "onednn":
+                info[variant]["flops"] = xla_conv_flops(config, batch, variant, info)
         times = interleaved_seconds(steps, args.warmup, args.steps)
-        for dtype in dtypes:
-            seconds = statistics.median(times[dtype])
-            achieved = info[dtype]["flops"] / seconds
-            ratios = [t / j for t, j in zip(times["torch"], times[dtype])] if args.torch else []
+        for variant in variants:
+            dtype = variant[0]
+            seconds = statistics.median(times[variant])
+            achieved = info[variant]["flops"] / seconds
+            ratios = [t / j for t, j in zip(times["torch"], times[variant])] if args.torch else []
             rows.append(
                 {
                     "shape": shape,
                     "batch": b,
                     "dtype": dtype,
+                    "conv": variant[1],
                     "jax": b / seconds,
                     "torch": b / statistics.median(times["torch"]) if args.torch else None,
                     "ratio": statistics.median(ratios) if ratios else None,
                     "ratio_range": (min(ratios), max(ratios)) if ratios else None,
-                    "train_gflop": info[dtype]["flops"] / b / 1e9,
+                    "train_gflop": info[variant]["flops"] / b / 1e9,
                     "fwd_gflop": fwd / 1e9,
                     "achieved": achieved,
                     "peak_frac": achieved / peak[("jax", dtype)] if peak else float("nan"),
-                    "compile_s": info[dtype]["compile_s"],
+                    "compile_s": info[variant]["compile_s"],
                 }
             )
             print(
-                f"# {shape} {dtype}: JAX {b / seconds:.2f} samples/s", file=sys.stderr, flush=True
+                f"# {shape} {dtype} {variant[1]} convolutions: JAX {b / seconds:.2f} samples/s",
+                file=sys.stderr,
+                flush=True,
             )
 
     print(
@@ -291,10 +321,11 @@ def main(argv=None) -> int:
         f"{args.warmup} warm-up.\n"
     )
     print(
-        "| shape | batch | JAX dtype | JAX samples/s | torch samples/s | ratio [range] | "
-        "train GFLOP/sample | fwd GFLOP/sample | achieved GFLOP/s | of peak | compile s |"
+        "| shape | batch | JAX dtype | JAX convs | JAX samples/s | torch samples/s | "
+        "ratio [range] | train GFLOP/sample | fwd GFLOP/sample | achieved GFLOP/s | of peak | "
+        "compile s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         t = f"{r['torch']:.2f}" if r["torch"] else "–"
         ratio = (
@@ -303,7 +334,8 @@ def main(argv=None) -> int:
             else "–"
         )
         print(
-            f"| {r['shape']} | {r['batch']} | {r['dtype']} | {r['jax']:.2f} | {t} | {ratio} | "
+            f"| {r['shape']} | {r['batch']} | {r['dtype']} | {r['conv']} | {r['jax']:.2f} | {t} | "
+            f"{ratio} | "
             f"{r['train_gflop']:.2f} | {r['fwd_gflop']:.2f} | {r['achieved'] / 1e9:.1f} | "
             f"{100 * r['peak_frac']:.0f}% | {r['compile_s']:.0f} |"
         )

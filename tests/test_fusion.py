@@ -199,7 +199,9 @@ def test_evaluation_scores_the_fusions_and_notes_what_it_skips(tiny, tmp_path):
             ):
                 expected[name].append(evaluate.sample_ciou(pred[0], gt))
     for name, values in expected.items():
-        np.testing.assert_allclose(e.cious[name], values, atol=1e-6, err_msg=name)
+        # Batches of 5 against single samples: oneDNN's convolutions split the work by
+        # batch size, so the maps differ in float32 round-off (cIoU by ~3e-6 here).
+        np.testing.assert_allclose(e.cious[name], values, atol=1e-4, err_msg=name)
         assert e.results[name]["ciou"] == evaluate.summarize(values)["ciou"]
 
     # The real DETR's hints are not there: that variant is skipped, with the command.

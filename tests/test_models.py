@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from avkd_jax import default_config
-from avkd_jax import models
+from avkd_jax import models, onednn_conv
 
 # torchvision.models.resnet18(): 11,689,512 parameters, of which fc is 512·1000 + 1000.
 TORCHVISION_RESNET18_TRUNK = 11_689_512 - 513_000
@@ -110,14 +110,18 @@ def test_stem_max_pool_matches_torch_value_and_gradient(shape, ties):
     "shape, cout, k, stride",
     [
         ((2, 23, 20, 16), 8, 7, 2),  # A stem's shape, odd and even sides.
+        ((2, 23, 20, 3), 8, 7, 2),  # The visual stem.
+        ((2, 21, 24, 1), 8, 7, 2),  # The audio stem.
         ((3, 9, 10, 16), 16, 3, 1),
         ((3, 9, 10, 16), 32, 3, 2),  # The stride-2 block's first conv: a row is cut.
         ((2, 8, 7, 16), 32, 1, 2),  # The downsampling 1×1 (no padding).
     ],
 )
-def test_conv_gradients_match_torch(shape, cout, k, stride):
-    """`conv_nhwc` (the students' convolutions, with their hand-written weight gradient)
-    against torch's conv2d: output and both gradients to float32 round-off."""
+@pytest.mark.parametrize("backend", ["onednn", "xla"])
+def test_conv_gradients_match_torch(shape, cout, k, stride, backend):
+    """`conv_nhwc` (the students' convolutions: oneDNN's, or XLA's with the hand-written
+    weight gradient) against torch's conv2d: output and both gradients to float32
+    round-off."""
     import torch
 
     rng = np.random.default_rng(0)
@@ -127,7 +131,9 @@ def test_conv_gradients_match_torch(shape, cout, k, stride):
     conv = lambda x, w: models.conv_nhwc(
         x, w, (stride, stride), pad, dimension_numbers=models._NHWC
     )
-    y, vjp = jax.vjp(jax.jit(conv), jax.numpy.asarray(x), jax.numpy.asarray(kernel))
+    with onednn_conv.backend(backend):
+        y, vjp = jax.vjp(jax.jit(conv), jax.numpy.asarray(x), jax.numpy.asarray(kernel))
+        jaxpr = str(jax.make_jaxpr(conv)(x, kernel))
     g = rng.standard_normal(y.shape).astype(np.float32)
     dx, dk = vjp(jax.numpy.asarray(g))
 
@@ -139,9 +145,10 @@ def test_conv_gradients_match_torch(shape, cout, k, stride):
     close(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1))
     close(np.asarray(dx), xt.grad.numpy().transpose(0, 2, 3, 1))
     close(np.asarray(dk), kt.grad.numpy().transpose(2, 3, 1, 0))
-    # The custom rule is the one under test: the jaxpr holds it (not for 3 channels).
-    assert "custom_vjp" in str(jax.make_jaxpr(conv)(x, kernel))
-    assert "custom_vjp" not in str(jax.make_jaxpr(conv)(x[..., :3], kernel[:, :, :3]))
+    # The path under test is the one taken: oneDNN's custom call, or the custom rule
+    # (which XLA's path uses from 16 input channels on).
+    assert ("avkd_conv_fwd" in jaxpr) == (backend == "onednn"), jaxpr
+    assert ("custom_vjp" in jaxpr) == (backend == "onednn" or shape[-1] >= 16), jaxpr
 
 
 def test_conv_gradient_on_several_devices_reduces_only_the_kernel():

@@ -25,6 +25,8 @@ def run_probe(devices):
         os.environ,
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         JAX_PLATFORMS="cpu",
+        # Several devices always run XLA's convolutions: so must one, for the same numbers.
+        AVKD_JAX_CONV="xla",
     )
     out = subprocess.run(
         [sys.executable, os.path.join(HERE, "multidevice_probe.py")],
