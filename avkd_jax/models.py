@@ -214,11 +214,11 @@ def conv_nhwc(
     """`jax.lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`: the same
     value, computed where it is fastest.
 
-    On one CPU device, the plain float32 NHWC convolutions of a ResNet go to oneDNN
-    (`onednn_conv`, the library PyTorch uses): the paper-shape train step about 10 %
-    faster, the synthetic one about 20 % (BENCHMARKS.md). Where oneDNN cannot run (not
-    installed, no compiler, $AVKD_JAX_CONV=xla) or for bfloat16, those with 16 or more
-    input channels keep XLA's convolution with a hand-written gradient whose weight part
+    On one CPU device, the plain NHWC convolutions of a ResNet (float32 or bfloat16) go to
+    oneDNN (`onednn_conv`, the library PyTorch uses): the paper-shape float32 train step
+    about 14 % faster, the synthetic one about 23 % (BENCHMARKS.md). Where oneDNN cannot
+    run (not installed, no compiler, $AVKD_JAX_CONV=xla), those with 16 or more input
+    channels keep XLA's convolution with a hand-written gradient whose weight part
     XLA:CPU computes without its strided transpose (`_channels_first_batch_last`), and the
     stems (1 or 3 channels, where that transpose is cheap and the identity matmul is not)
     XLA's own gradient. Everything else is XLA's own convolution and gradient: on several
@@ -241,7 +241,8 @@ def conv_nhwc(
         padding = tuple(tuple(int(p) for p in pair) for pair in padding)
     if (
         plain
-        and x.dtype == kernel.dtype == jnp.float32
+        and x.dtype == kernel.dtype
+        and x.dtype in (jnp.float32, jnp.bfloat16)
         and min(min(pair) for pair in padding) >= 0
         and onednn_conv.enabled()
     ):

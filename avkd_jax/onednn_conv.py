@@ -25,7 +25,6 @@ import sysconfig
 import tempfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "onednn_conv.cc")
@@ -142,10 +141,11 @@ def _log_once(reason: str) -> None:
 
 
 def _call(target, out_shape, a, b, strides, padding):
+    """One custom call; its result has the operands' dtype."""
     reason = _load()
     if reason is not None:
         raise RuntimeError(f"oneDNN convolution unavailable: {reason}")
-    return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, jnp.float32))(
+    return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(out_shape, a.dtype))(
         a,
         b,
         strides=np.asarray(strides, np.int64),
@@ -155,7 +155,8 @@ def _call(target, out_shape, a, b, strides, padding):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv(x, kernel, strides, padding):
-    """NHWC × HWIO convolution, float32: `x [N, H, W, C]`, `kernel [KH, KW, C, O]`,
+    """NHWC × HWIO convolution, both float32 or both bfloat16 (then accumulated in float32
+    and rounded once): `x [N, H, W, C]`, `kernel [KH, KW, C, O]`,
     `strides (sh, sw)`, `padding ((top, bottom), (left, right))`, all non-negative →
     `[N, Ho, Wo, O]`, the value of `lax.conv_general_dilated` with the same arguments."""
     n, h, w, _ = x.shape

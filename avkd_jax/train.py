@@ -457,6 +457,12 @@ def import_npz(config, workdir, npz) -> str:
             f"{manager.directory} already holds a checkpoint (step {manager.latest_step()}): "
             "import into a fresh --workdir."
         )
+    if config.model.dtype != "float32":
+        # The authors' weights are evaluated in their arithmetic, whatever the config
+        # trains in: --mode=eval and localize read the dtype from this run's config.json.
+        logging.info("Importing into float32 (the config says %s)", config.model.dtype)
+        config = config.copy_and_resolve_references()
+        config.model.dtype = "float32"
     model = models.create_model(config)
     variables = pretrained.load_avc_npz(npz, model, config)
     save_config(config, workdir)

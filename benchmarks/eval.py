@@ -75,7 +75,7 @@ def protocol_maps_per_second(config) -> tuple[float, int]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", default="synthetic,paper", help=", ".join(SHAPES))
-    p.add_argument("--dtype", default="float32", help="model.dtype")
+    p.add_argument("--dtype", default=None, help="model.dtype (default: the config's)")
     p.add_argument("--batches", type=int, default=3, help="timed model-map batches")
     p.add_argument("--protocol", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--data_dir", default=os.path.join(REPO, "data"), help="the synthetic world")
@@ -86,13 +86,13 @@ def main(argv=None) -> int:
         if shape not in SHAPES:
             p.error(f"--shapes: unknown shape {shape!r}; known: {', '.join(SHAPES)}")
         config = load_config(SHAPES[shape])
-        config.model.dtype = args.dtype
+        config.model.dtype = args.dtype or config.model.dtype
         batch = config.eval_batch_size
         sps = model_maps_per_second(config, args.batches)
         rows.append((shape, f"model maps, batch {batch}", sps))
         if args.protocol and shape == "synthetic":
             config = load_config(SHAPES[shape])
-            config.model.dtype = args.dtype
+            config.model.dtype = args.dtype or config.model.dtype
             config.data_dir = args.data_dir
             sps, n = protocol_maps_per_second(config)
             rows.append((shape, f"whole protocol, {n} test scenes", sps))
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     cores = len(os.sched_getaffinity(0))
     xla_flags = os.environ.get("XLA_FLAGS", "")
     print(f"\n{cpu_name()}, {cores} cores; jax {jax.__version__}; XLA_FLAGS={xla_flags!r}\n")
-    print(f"| shape | what ({args.dtype}) | maps/s |\n|---|---|---|")
+    print(f"| shape | what ({config.model.dtype}) | maps/s |\n|---|---|---|")
     for shape, what, sps in rows:
         print(f"| {shape} | {what} | {sps:.1f} |")
     return 0

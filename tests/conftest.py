@@ -46,6 +46,8 @@ def tiny_config(data_dir):
     c.audio_seconds = 0.5
     c.model.width = 0.125
     c.model.embed_dim = 16
+    # The tests check the arithmetic against float32 references; test_bf16 the bfloat16.
+    c.model.dtype = "float32"
     c.batch_size = 8
     c.num_epochs = 2
     # A constant rate: a run stopped after its first epoch and resumed then takes the

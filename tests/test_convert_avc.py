@@ -58,6 +58,8 @@ def test_imported_checkpoint_gives_the_reference_maps(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     run = localize.load_run(str(workdir))
     assert run.step == 0
+    # Imported into float32 though the config trains in bfloat16: the authors' arithmetic.
+    assert run.model.dtype == np.float32
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, [2, 96, 96, 3], dtype=np.uint8)

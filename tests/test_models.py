@@ -53,6 +53,7 @@ def test_output_shapes_and_normalisation():
     config = default_config.base_config()
     config.model.width = 0.125
     config.model.embed_dim = 32
+    config.model.dtype = "float32"  # Unit norm to 1e-5 (bfloat16 normalises to 2^-9).
     model = models.create_model(config)
     variables = models.init_variables(model, config, jax.random.key(0))
     rng = np.random.default_rng(0)

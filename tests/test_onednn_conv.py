@@ -3,14 +3,16 @@ XLA's convolution at full precision, the students' gradients under both backends
 fallback when it cannot run. Its parity with torch is test_models.py's."""
 
 import logging
+import os
 import platform
+import subprocess
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import random_batch, tiny_config
+from conftest import REPO, random_batch, tiny_config
 
 from avkd_jax import models, onednn_conv, train
 
@@ -124,3 +126,56 @@ def test_backend_choice(monkeypatch):
     with pytest.raises(ValueError, match="'cudnn'"):
         with onednn_conv.backend("cudnn"):
             pass
+
+
+def test_bfloat16_rounds_only_the_results():
+    """bfloat16 operands give bfloat16 results: XLA's float32 convolution of the same
+    (already bfloat16) values, rounded once, for the output and both gradients."""
+    if onednn_conv.unavailable_reason():
+        pytest.skip(onednn_conv.unavailable_reason())
+    rng = np.random.default_rng(1)
+    strides, padding = (2, 2), ((1, 1), (1, 1))
+    x = jnp.asarray(rng.standard_normal((2, 12, 11, 16)), jnp.bfloat16)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, 16, 32)), jnp.bfloat16)
+    ours, ours_vjp = jax.vjp(lambda x, k: onednn_conv.conv(x, k, strides, padding), x, kernel)
+    f32 = lambda a: a.astype(jnp.float32)
+    ref, ref_vjp = jax.vjp(lambda x, k: _xla(x, k, strides, padding), f32(x), f32(kernel))
+    g = jnp.asarray(rng.standard_normal(ref.shape), jnp.bfloat16)
+    pairs = [(ours, ref), *zip(ours_vjp(g), ref_vjp(f32(g)))]
+    for got, want in pairs:
+        assert got.dtype == jnp.bfloat16
+        # One rounding to 8 bits of mantissa: within 2^-8 of each value's magnitude.
+        np.testing.assert_allclose(f32(got), want, rtol=2**-8, atol=1e-6)
+        # And not computed in bfloat16 throughout: most values are the nearest bfloat16.
+        assert np.mean(np.asarray(f32(got) == f32(want.astype(jnp.bfloat16)))) > 0.9
+
+
+def test_bfloat16_without_bfloat16_kernels_converts_around_float32_ones():
+    """On a CPU whose oneDNN has no bfloat16 convolution (here: oneDNN limited to AVX2, as
+    on CPUs before AVX-512), bfloat16 operands go through float32 kernels, not an error."""
+    if onednn_conv.unavailable_reason():
+        pytest.skip(onednn_conv.unavailable_reason())
+    probe = """
+import jax, jax.numpy as jnp, numpy as np
+from avkd_jax import onednn_conv
+rng = np.random.default_rng(0)
+x = jnp.asarray(rng.standard_normal((2, 12, 11, 16)), jnp.bfloat16)
+k = jnp.asarray(rng.standard_normal((3, 3, 16, 32)), jnp.bfloat16)
+conv = lambda x, k: onednn_conv.conv(x, k, (2, 2), ((1, 1), (1, 1)))
+y, vjp = jax.vjp(conv, x, k)
+dx, dk = vjp(jnp.ones_like(y))
+ref = jax.lax.conv_general_dilated(x.astype(jnp.float32), k.astype(jnp.float32), (2, 2),
+    ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+np.testing.assert_allclose(y.astype(jnp.float32), ref, rtol=2**-8, atol=1e-6)
+print(y.dtype, dx.dtype, dk.dtype)
+"""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", ONEDNN_VERBOSE="1")
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "bfloat16 bfloat16 bfloat16"
+    # The kernels that ran were float32 ones, between bfloat16 → float32 conversions.
+    kernels = [line for line in out.stdout.splitlines() if ",exec,cpu,convolution," in line]
+    assert len(kernels) == 3 and all("src_f32" in line for line in kernels), kernels
+    assert "src_bf16::blocked:acdb::f0 dst_f32" in out.stdout

@@ -7,7 +7,7 @@
 // gets the NHWC activations as they are and the weights reordered into the blocked layout
 // it asks for (BENCHMARKS.md: letting it block the activations too was slower).
 //
-// Three targets, all float32, stride and padding as attributes:
+// Three targets, float32 or bfloat16 throughout, stride and padding as attributes:
 //   avkd_conv_fwd          x [N, H, W, C],   w [KH, KW, C, O] → y  [N, Ho, Wo, O]
 //   avkd_conv_bwd_data     g [N, Ho, Wo, O], w [KH, KW, C, O] → dx [N, H, W, C]
 //   avkd_conv_bwd_weights  x [N, H, W, C],   g [N, Ho, Wo, O] → dw [KH, KW, C, O]
@@ -69,20 +69,23 @@ std::string Key(int kind, const memory::dims& src, const memory::dims& wei,
   return key;
 }
 
-std::shared_ptr<Conv> Build(int kind, const memory::dims& src, const memory::dims& wei,
+// `type`: the operands' data type; `compute`: the kernel's (the same, unless bfloat16
+// operands are converted to float32 around a float32 kernel).
+std::shared_ptr<Conv> Build(int kind, memory::data_type type, memory::data_type compute,
+                            const memory::dims& src, const memory::dims& wei,
                             const memory::dims& dst, const memory::dims& strides,
                             const memory::dims& pad_l, const memory::dims& pad_r) {
   auto& eng = Engine();
-  const auto f32 = memory::data_type::f32;
-  memory::desc src_md(src, f32, tag::nhwc), dst_md(dst, f32, tag::nhwc);
-  memory::desc wei_md(wei, f32, tag::hwio);
-  memory::desc wei_any(wei, f32, tag::any);
+  memory::desc src_md(src, type, tag::nhwc), dst_md(dst, type, tag::nhwc);
+  memory::desc wei_md(wei, type, tag::hwio);
+  memory::desc src_k(src, compute, tag::nhwc), dst_k(dst, compute, tag::nhwc);
+  memory::desc wei_any(wei, compute, tag::any);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   auto conv = std::make_shared<Conv>();
   dnnl::convolution_forward::primitive_desc fwd(
-      eng, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_md,
-      wei_any, dst_md, strides, pad_l, pad_r, attr);
+      eng, dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src_k,
+      wei_any, dst_k, strides, pad_l, pad_r, attr);
   if (kind == kFwd) {
     conv->prim = dnnl::convolution_forward(fwd);
     conv->args[0] = DNNL_ARG_SRC, conv->args[1] = DNNL_ARG_WEIGHTS, conv->args[2] = DNNL_ARG_DST;
@@ -91,7 +94,7 @@ std::shared_ptr<Conv> Build(int kind, const memory::dims& src, const memory::dim
     conv->want[2] = fwd.dst_desc(), conv->scratch = fwd.scratchpad_desc();
   } else if (kind == kBwdData) {
     dnnl::convolution_backward_data::primitive_desc bwd(
-        eng, dnnl::algorithm::convolution_direct, src_md, wei_any, dst_md, strides, pad_l,
+        eng, dnnl::algorithm::convolution_direct, src_k, wei_any, dst_k, strides, pad_l,
         pad_r, fwd, attr);
     conv->prim = dnnl::convolution_backward_data(bwd);
     conv->args[0] = DNNL_ARG_DIFF_DST, conv->args[1] = DNNL_ARG_WEIGHTS;
@@ -101,7 +104,7 @@ std::shared_ptr<Conv> Build(int kind, const memory::dims& src, const memory::dim
     conv->want[2] = bwd.diff_src_desc(), conv->scratch = bwd.scratchpad_desc();
   } else {
     dnnl::convolution_backward_weights::primitive_desc bwd(
-        eng, dnnl::algorithm::convolution_direct, src_md, wei_any, dst_md, strides, pad_l,
+        eng, dnnl::algorithm::convolution_direct, src_k, wei_any, dst_k, strides, pad_l,
         pad_r, fwd, attr);
     conv->prim = dnnl::convolution_backward_weights(bwd);
     conv->args[0] = DNNL_ARG_SRC, conv->args[1] = DNNL_ARG_DIFF_DST;
@@ -120,16 +123,23 @@ std::shared_ptr<Conv> Build(int kind, const memory::dims& src, const memory::dim
   return conv;
 }
 
-std::shared_ptr<Conv> Get(int kind, const memory::dims& src, const memory::dims& wei,
+std::shared_ptr<Conv> Get(int kind, memory::data_type type, const memory::dims& src, const memory::dims& wei,
                           const memory::dims& dst, const memory::dims& strides,
                           const memory::dims& pad_l, const memory::dims& pad_r) {
-  const std::string key = Key(kind, src, wei, dst, strides, pad_l, pad_r);
+  const std::string key = Key(kind * 100 + static_cast<int>(type), src, wei, dst, strides, pad_l, pad_r);
   {
     std::lock_guard<std::mutex> lock(cache_mutex);
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  auto conv = Build(kind, src, wei, dst, strides, pad_l, pad_r);
+  std::shared_ptr<Conv> conv;
+  try {
+    conv = Build(kind, type, type, src, wei, dst, strides, pad_l, pad_r);
+  } catch (const dnnl::error&) {
+    // A CPU without bfloat16 kernels in this oneDNN: float32 ones, converting around them.
+    if (type != memory::data_type::bf16) throw;
+    conv = Build(kind, type, memory::data_type::f32, src, wei, dst, strides, pad_l, pad_r);
+  }
   std::lock_guard<std::mutex> lock(cache_mutex);
   return cache.emplace(key, conv).first->second;
 }
@@ -142,9 +152,16 @@ ffi::Error Run(int kind, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::An
                ffi::Span<const int64_t> strides, ffi::Span<const int64_t> padding) {
   if (strides.size() != 2 || padding.size() != 4)
     return ffi::Error::InvalidArgument("avkd conv: strides must have 2, padding 4 entries");
+  const ffi::DataType element = a.element_type();
+  if (element != ffi::DataType::F32 && element != ffi::DataType::BF16)
+    return ffi::Error::InvalidArgument("avkd conv: operands must be float32 or bfloat16");
   for (auto* buf : {&a, &b})
-    if (buf->element_type() != ffi::DataType::F32 || buf->dimensions().size() != 4)
-      return ffi::Error::InvalidArgument("avkd conv: operands must be 4-D float32");
+    if (buf->element_type() != element || buf->dimensions().size() != 4)
+      return ffi::Error::InvalidArgument("avkd conv: operands must be 4-D, of one type");
+  if (out->element_type() != element)
+    return ffi::Error::InvalidArgument("avkd conv: the result must have the operands' type");
+  const auto type =
+      element == ffi::DataType::F32 ? memory::data_type::f32 : memory::data_type::bf16;
   // Which operand holds which shape: x, w, y for the forward pass.
   ffi::Span<const int64_t> x, w, y;
   if (kind == kFwd) x = a.dimensions(), w = b.dimensions(), y = out->dimensions();
@@ -153,7 +170,7 @@ ffi::Error Run(int kind, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::An
   const memory::dims st = {strides[0], strides[1]};
   const memory::dims pl = {padding[0], padding[2]}, pr = {padding[1], padding[3]};
   try {
-    auto conv = Get(kind, Nchw(x), Oihw(w), Nchw(y), st, pl, pr);
+    auto conv = Get(kind, type, Nchw(x), Oihw(w), Nchw(y), st, pl, pr);
     auto& eng = Engine();
     // One convolution at a time: each already uses every core through OpenMP, and XLA
     // runs the two students' branches concurrently; two teams on the same cores wait
