@@ -1,13 +1,14 @@
 """The students' convolutions on the CPU through oneDNN (`csrc/onednn_conv.cc`), compiled on
 first use and called as XLA FFI custom calls, with their gradient.
 
-XLA:CPU computes a convolution as Eigen's im2col + GEMM; oneDNN, which PyTorch calls for
-the same work, has direct kernels, and the difference is the gap between the two train
-steps (BENCHMARKS.md). The library comes from the `onednn-cpu-gomp` wheel (a dependency on
-x86-64 Linux); the 200-line C++ file is compiled with the machine's C++ compiler into a
-cache folder (`$AVKD_JAX_CACHE`, else `~/.cache/avkd_jax`), about 5 s, once per source and
-JAX version. Where any of that is missing, `available()` says why and the model keeps
-XLA's own convolution.
+XLA:CPU computes a convolution as Eigen's im2col + GEMM, and has no fast bfloat16 one;
+oneDNN, which PyTorch calls for the same work, has direct kernels in float32 and bfloat16:
+the paper-shape train step 14 % faster in float32, 1.5× again in bfloat16 (BENCHMARKS.md).
+The library comes from the `onednn-cpu-gomp` wheel (a dependency on x86-64 Linux); the
+200-line C++ file is compiled with the machine's C++ compiler into a cache folder
+(`$AVKD_JAX_CACHE`, else `~/.cache/avkd_jax`), about 5 s, once per source, JAX version
+and environment. Where any of that is missing, `unavailable_reason()` says why (logged
+once) and the model keeps XLA's own convolution.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def _build(prefix: str) -> str:
         f"-L{os.path.join(prefix, 'lib')}", "-ldnnl",
         f"-Wl,-rpath,{os.path.join(prefix, 'lib')}",
     ]  # fmt: skip
+    logging.info("Compiling the oneDNN convolutions into %s (once)", path)
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         os.unlink(tmp)
