@@ -54,9 +54,9 @@ def _cache_dir() -> str:
 
 
 def _build(prefix: str) -> str:
-    """Compiles the FFI library unless this source + JAX version is already built; returns
-    its path. Written under a temporary name and renamed, so that processes starting at
-    once (tests, several hosts) never load a half-written file."""
+    """Compiles the FFI library unless built already for this source, JAX version and oneDNN
+    prefix; returns its path. Written under a temporary name and renamed, so that processes
+    starting at once (tests, several hosts) never load a half-written file."""
     with open(_SOURCE, "rb") as f:
         digest = hashlib.sha256(f.read() + jax.__version__.encode() + prefix.encode())
     path = os.path.join(_cache_dir(), f"onednn_conv-{digest.hexdigest()[:16]}.so")
