@@ -15,11 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from avkd_jax import input_pipeline, models, pretrained, teacher_hints
+from avkd_jax import errors, files, input_pipeline, models, pretrained, sharding, teacher_hints
 from avkd_jax.datasets import hint_shards
 from avkd_jax.losses import resize_bilinear
-
-P = jax.sharding.PartitionSpec
 
 # =====================================================================================
 # The LVS / EZ-VSL evaluation protocol (DESIGN.md section 4), in numpy.
@@ -313,7 +311,7 @@ def detr_maps(hints, ids=None) -> np.ndarray:
     if partly.any():
         k = int(np.flatnonzero(partly)[0])
         who = f"id {ids[k]}" if ids is not None else f"row {k}"
-        raise hint_shards.HintError(
+        raise errors.HintError(
             f"the DETR map of {who} is NaN in some cells only: a corrupt hint (re-extract it)"
         )
     return protocol_maps(np.where(nothing[:, None, None], np.float32(0), hints))
@@ -352,7 +350,7 @@ def load_object_model(config, builder) -> tuple[ObjectModel | None, str | None]:
     """`config.object_npz` as an ObjectModel, or (None, why the OG variants are skipped).
 
     A file that is not there skips them; a file that is there but unreadable or not a
-    ResNet18 raises `pretrained.PretrainedError`.
+    ResNet18 raises `errors.PretrainedError`.
     """
     if not config.get("object_npz"):
         return None, (
@@ -371,7 +369,7 @@ def detr_source(config, builder, split) -> tuple[teacher_hints.HintSource | None
 
     Missing hints of a teacher this side can run (the synthetic one) are made here; a real
     teacher's are not, and the reason holds the `teachers.extract` command that makes them.
-    A truncated hint shard raises (`hint_shards.HintError`).
+    A truncated hint shard raises (`errors.HintError`).
     """
     teacher = config.get("og_detr_teacher")
     if not teacher:
@@ -422,8 +420,8 @@ class SplitEval:
 def _sharded(fn, module, mesh, num_inputs):
     """`fn(module, variables, *inputs)` jitted once per (module, mesh): variables
     replicated, the `num_inputs` batch inputs split on `data`, the maps replicated."""
-    replicated = jax.sharding.NamedSharding(mesh, P())
-    data = jax.sharding.NamedSharding(mesh, P("data"))
+    replicated = sharding.replicated(mesh)
+    data = sharding.batch_sharded(mesh)
     return jax.jit(
         functools.partial(fn, module),
         in_shardings=(replicated,) + (data,) * num_inputs,
@@ -475,8 +473,8 @@ def evaluate_split_details(
     """
     split = split or config.eval_split
     fmt = fmt or config.eval_format
-    replicated = jax.sharding.NamedSharding(mesh, P())
-    data = jax.sharding.NamedSharding(mesh, P("data"))
+    replicated = sharding.replicated(mesh)
+    data = sharding.batch_sharded(mesh)
     batch_size = -(-config.eval_batch_size // jax.device_count()) * jax.device_count()
     maps_fn = _sharded(model_maps, model, mesh, 2)
     guided = objects is not None and STUDENT in variants
@@ -709,11 +707,11 @@ def write_results(workdir: str, sets: dict, step: int) -> str:
                 ]
     text = "\n".join(lines) + "\n"
     if jax.process_index() == 0:
-        write_text(
+        files.write_text(
             os.path.join(workdir, "results.json"),
             json.dumps({"step": step, "sets": sets}, indent=1),
         )
-        write_text(os.path.join(workdir, "results.md"), text)
+        files.write_text(os.path.join(workdir, "results.md"), text)
     return text
 
 
@@ -732,12 +730,5 @@ def write_cious(workdir: str, sets: dict, step: int) -> str:
         "sets": {name: {"ids": e.ids, "cious": e.cious} for name, e in sets.items()},
     }
     if jax.process_index() == 0:
-        write_text(path, json.dumps(doc))
+        files.write_text(path, json.dumps(doc))
     return path
-
-
-def write_text(path: str, text: str) -> None:
-    """Writes to a temporary name and renames: `path` only ever holds a complete file."""
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)

@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from avkd_jax.datasets import hint_shards
+from avkd_jax.errors import ShardError
+from avkd_jax.files import count_records
 
 # tf.data must not grab a GPU that JAX wants; on CPU this is a no-op.
 tf.config.set_visible_devices([], "GPU")
@@ -34,10 +36,6 @@ def split_files(builder, split: str) -> list[str]:
     """The TFRecord shard paths of a prepared split, in shard order."""
     info = builder.info.splits[split]
     return [os.path.join(builder.data_dir, f) for f in info.filenames]
-
-
-class ShardError(ValueError):
-    """A prepared TFRecord shard (data or hints) is missing, truncated or corrupt."""
 
 
 def num_input_groups(config) -> int:
@@ -81,7 +79,7 @@ def first_unreadable(files: list[str]) -> tuple[str, str] | None:
     """(path, TF's reason) of the first of `files` that cannot be read to its end."""
     for path in files:
         try:
-            tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1)
+            count_records(path)
         except (tf.errors.DataLossError, tf.errors.NotFoundError) as e:
             return path, e.message.split("}}")[-1].split(" [Op:")[0].strip()
     return None
@@ -111,7 +109,7 @@ def raise_short_shard(builder, split: str, files: list[str], what: str) -> None:
         if path not in lengths:
             continue  # A hint shard: `teacher_hints.check_counts` compared them at the start.
         try:
-            count = int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+            count = count_records(path)
         except (tf.errors.DataLossError, tf.errors.NotFoundError):
             count = None
         if count != lengths[path]:

@@ -31,22 +31,21 @@ from PIL import Image
 
 from avkd_jax import (
     default_config,
+    errors,
     evaluate,
+    files,
     input_pipeline,
     models,
     pictures,
     pretrained,
+    sharding,
     train,
 )
 from avkd_jax.datasets import flickr_layout, video
-from avkd_jax.datasets.flickr_layout import MediaError
+from avkd_jax.errors import MediaError, RunError
 
 VARIANTS = (evaluate.STUDENT, evaluate.OG)
 STORED_SHORTER_SIDE = 256  # What the builders store (DESIGN §2).
-
-
-class RunError(FileNotFoundError):
-    """A workdir holds no run that can be loaded (no config.json or no checkpoint)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +90,7 @@ def load_run(workdir: str) -> Run:
         raise RunError(f"No checkpoint in {manager.directory}: train first, or --mode=import.")
     model = models.create_model(config)
     state = train.restore_or_init(
-        model, config, train.create_mesh(), manager, jax.random.key(config.seed)
+        model, config, sharding.create_mesh(), manager, jax.random.key(config.seed)
     )
     return Run(config, model, train.variables_of(state), step, workdir)
 
@@ -217,9 +216,8 @@ def localize(
     os.makedirs(directory, exist_ok=True)
     png = pictures.save_png(pictures.overlay(native, heat), out + ".png")
     npy = out + ".npy"
-    with open(npy + ".tmp", "wb") as f:
+    with files.atomic_path(npy) as tmp, open(tmp, "wb") as f:
         np.save(f, heat)
-    os.replace(npy + ".tmp", npy)
     return {"png": png, "npy": npy, "map": heat, "variant": variant, "step": run.step}
 
 
@@ -249,7 +247,7 @@ def main(argv):
             FLAGS.object_npz,
         )
     except ValueError as e:
-        if isinstance(e, (MediaError, pretrained.PretrainedError)):
+        if isinstance(e, (MediaError, errors.PretrainedError)):
             sys.exit(f"error: {e}")
         raise app.UsageError(str(e)) from None
     except (RunError, FileNotFoundError) as e:

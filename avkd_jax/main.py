@@ -16,15 +16,11 @@ training saves a checkpoint and exits with status 75; the same command resumes.
 import os
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
 import jax
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from avkd_jax import models
-from avkd_jax import runtime
-from avkd_jax import train
+from avkd_jax import models, runtime, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A configs/*.py file.", lock_config=True)

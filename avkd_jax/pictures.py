@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from avkd_jax import evaluate
+from avkd_jax import evaluate, files
 
 COLOUR_MAP = "jet"
 OPACITY = 0.5  # of the heat map over the image
@@ -55,9 +55,8 @@ def overlay(image, heat, opacity: float = OPACITY) -> np.ndarray:
 
 def save_png(array, path: str) -> str:
     """uint8 `[H, W, 3]` → a PNG of exactly H × W pixels at `path`."""
-    tmp = f"{path}.tmp.png"
-    Image.fromarray(np.asarray(array, np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with files.atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(array, np.uint8)).save(tmp, format="PNG")
     return path
 
 
@@ -70,11 +69,10 @@ def _save_figure(fig: Figure, path: str) -> str:
     canvas.draw()
     rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     palette = rgb.quantize(256, method=Image.Quantize.MEDIANCUT)
-    tmp = f"{path}.tmp.png"
-    rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(
-        tmp, format="PNG", optimize=True
-    )
-    os.replace(tmp, path)
+    with files.atomic_path(path) as tmp:
+        rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(
+            tmp, format="PNG", optimize=True
+        )
     return path
 
 

@@ -16,17 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from avkd_jax import models
-from avkd_jax import teacher_hints
+from avkd_jax import models, teacher_hints
+from avkd_jax.errors import PretrainedError
 
 # The value of a config's weights field that names the synthetic world's stand-in for
 # ImageNet: a ResNet18 of the student's layout pretrained on the world's labelled single
 # objects (`python -m teachers.synthetic_pretrain`), trained on first use.
 SYNTHETIC = "synthetic"
-
-
-class PretrainedError(ValueError):
-    """A weights file does not match the model it is loaded into."""
 
 
 def trunk_shapes(in_channels: int = 3, width: float = 1.0) -> dict[str, tuple]:

@@ -16,7 +16,7 @@ import sys
 import jax
 from absl import logging
 
-from avkd_jax import input_pipeline
+from avkd_jax import errors, input_pipeline
 from avkd_jax.datasets import hint_shards
 
 # Teachers the trainer may build and run by itself: everything they need is in this repo.
@@ -211,7 +211,7 @@ def check_counts(builder, split: str, sources: list[HintSource]) -> None:
             path = source.file_for(data_file)
             got = hint_shards.count_records(path)
             if got != n:
-                raise hint_shards.HintError(
+                raise errors.HintError(
                     f"{path}: {got} records, its data shard has {n}: truncated or stale "
                     "(re-run the extraction)"
                 )

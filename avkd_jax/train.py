@@ -8,35 +8,29 @@ import signal
 import threading
 import time
 
-from absl import logging
-from clu import metric_writers
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from absl import logging
+from clu import metric_writers
 
-from avkd_jax import datasets
+from avkd_jax import (
+    datasets,
+    evaluate,
+    files,
+    input_pipeline,
+    losses,
+    models,
+    pictures,
+    pretrained,
+    sharding,
+    teacher_hints,
+)
 from avkd_jax.datasets import overlap
-from avkd_jax import evaluate
-from avkd_jax import input_pipeline
-from avkd_jax import losses
-from avkd_jax import models
-from avkd_jax import pictures
-from avkd_jax import pretrained
-from avkd_jax import teacher_hints
-
-P = jax.sharding.PartitionSpec
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss."""
-
-
-class CheckpointRestoreError(ValueError):
-    """A checkpoint in the workdir cannot be restored (damaged, or another model's)."""
-
+from avkd_jax.errors import CheckpointRestoreError, NonFiniteLossError
 
 # sysexits.h EX_TEMPFAIL: "try again later". `python -m avkd_jax.main` exits with it after
 # a preemption checkpoint, so a scheduler or script tells "rerun me" from "done" (0).
@@ -57,16 +51,6 @@ class Preempted(Exception):
             f"Preempted at step {step}: checkpoint saved in {self.directory}. Run the same "
             "command again to resume from it."
         )
-
-
-def create_mesh() -> jax.sharding.Mesh:
-    """A 1-D mesh over every device of every process; the batch is split on `data`.
-
-    Devices are ordered by process, so each process's rows of a global batch are one
-    contiguous block (`input_pipeline.make_global`).
-    """
-    devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-    return jax.sharding.Mesh(np.asarray(devices), ("data",))
 
 
 def init_state(model, config, rng) -> dict:
@@ -158,8 +142,8 @@ def train_step(state, batch, *, model, config, total_steps=None):
 
 def compile_train_step(model, config, mesh, total_steps=None):
     """`train_step` jitted for the mesh: replicated state (donated), batch on `data`."""
-    replicated = jax.sharding.NamedSharding(mesh, P())
-    data = jax.sharding.NamedSharding(mesh, P("data"))
+    replicated = sharding.replicated(mesh)
+    data = sharding.batch_sharded(mesh)
     return jax.jit(
         functools.partial(train_step, model=model, config=config, total_steps=total_steps),
         in_shardings=(replicated, data),
@@ -184,7 +168,7 @@ def checkpoint_manager(workdir, config) -> ocp.CheckpointManager:
 def restore_or_init(model, config, mesh, manager, rng, init_visual_npz=None) -> dict:
     """The latest checkpoint in `manager` if there is one, else a fresh state, replicated
     (with the visual trunk from `init_visual_npz`, a converted ResNet18, when given)."""
-    replicated = jax.sharding.NamedSharding(mesh, P())
+    replicated = sharding.replicated(mesh)
     abstract = jax.eval_shape(functools.partial(init_state, model, config), rng)
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract
@@ -246,7 +230,7 @@ def save_config(config, workdir, write=True):
     if write and jax.process_index() == 0:
         # Written aside and renamed: the other processes read this file at their start,
         # and must never see it half written.
-        evaluate.write_text(path, config.to_json(indent=2))
+        files.write_text(path, config.to_json(indent=2))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -258,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     save_config(config, workdir)
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-    mesh = create_mesh()
+    mesh = sharding.create_mesh()
     if config.batch_size % jax.device_count():
         raise ValueError(
             f"config.batch_size={config.batch_size} must be divisible by the "
@@ -305,7 +289,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = restore_or_init(model, config, mesh, manager, jax.random.key(config.seed), init_npz)
     step = int(state["step"])
     step_fn = compile_train_step(model, config, mesh, total_steps)
-    data_sharding = jax.sharding.NamedSharding(mesh, P("data"))
+    data_sharding = sharding.batch_sharded(mesh)
     logging.info(
         "%d train examples, %d steps per epoch, %d steps; starting at %d",
         num_train,
@@ -413,7 +397,7 @@ def evaluate_and_report(model, state, eval_sets, config, mesh, workdir, baseline
     (and 'skipped' → {variant: reason} where a variant lacked its inputs)."""
     variants = {"AVC": variables_of(state)}
     if baselines:
-        replicated = jax.sharding.NamedSharding(mesh, P())
+        replicated = sharding.replicated(mesh)
         variants["untrained"] = jax.jit(
             functools.partial(models.init_variables, model, config), out_shardings=replicated
         )(jax.random.key(config.seed + 1))
@@ -438,7 +422,7 @@ def evaluate_workdir(config, workdir) -> dict:
             f"No checkpoint in {os.path.join(workdir, 'checkpoints')}: train first (--mode=train)."
         )
     model = models.create_model(config)
-    mesh = create_mesh()
+    mesh = sharding.create_mesh()
     state = restore_or_init(model, config, mesh, manager, jax.random.key(config.seed))
     builder = datasets.get_builder(config)
     builder.download_and_prepare()
@@ -466,7 +450,7 @@ def import_npz(config, workdir, npz) -> str:
     model = models.create_model(config)
     variables = pretrained.load_avc_npz(npz, model, config)
     save_config(config, workdir)
-    replicated = jax.sharding.NamedSharding(create_mesh(), P())
+    replicated = sharding.replicated(sharding.create_mesh())
     params = jax.device_put(variables["params"], replicated)
     state = {
         "params": params,

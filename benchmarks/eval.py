@@ -30,28 +30,26 @@ runtime.add_xla_flags(default_config.base_config().xla_flags)  # Before JAX star
 
 import jax
 import jax.numpy as jnp
-
 from train_step import cpu_name, load_config, median_seconds, random_batch
 
-from avkd_jax import datasets, evaluate, models, train
+from avkd_jax import datasets, evaluate, models, sharding
 
-P = jax.sharding.PartitionSpec
 SHAPES = {"synthetic": "synthetic", "paper": "flickr10k"}
 
 
 def untrained(model, config, mesh):
-    replicated = jax.sharding.NamedSharding(mesh, P())
+    replicated = sharding.replicated(mesh)
     init = jax.jit(lambda r: models.init_variables(model, config, r), out_shardings=replicated)
     return init(jax.random.key(0))
 
 
 def model_maps_per_second(config, batches: int) -> float:
     model = models.create_model(config)
-    mesh = train.create_mesh()
+    mesh = sharding.create_mesh()
     variables = untrained(model, config, mesh)
     config.batch_size = config.eval_batch_size
     batch = random_batch(config)
-    data = jax.sharding.NamedSharding(mesh, P("data"))
+    data = sharding.batch_sharded(mesh)
     image, pcm = (jax.device_put(jnp.asarray(batch[k]), data) for k in ("image", "audio"))
     maps = jax.jit(lambda v, i, a: evaluate.model_maps(model, v, i, a))
     seconds = median_seconds(lambda: maps(variables, image, pcm).block_until_ready(), 1, batches)
@@ -63,7 +61,7 @@ def protocol_maps_per_second(config) -> tuple[float, int]:
     builder = datasets.get_builder(config)
     builder.download_and_prepare()
     model = models.create_model(config)
-    mesh = train.create_mesh()
+    mesh = sharding.create_mesh()
     variants = {evaluate.STUDENT: untrained(model, config, mesh)}
     results = evaluate.evaluate_split(model, variants, builder, config, mesh)  # Compiles.
     start = time.perf_counter()

@@ -64,7 +64,7 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 import torch_reference
 
-from avkd_jax import models, onednn_conv, train
+from avkd_jax import models, onednn_conv, sharding, train
 
 P = jax.sharding.PartitionSpec
 # name → (config file, batch size; None: the config's own).
@@ -132,7 +132,7 @@ def jax_step(config, batch: dict):
     """Our compiled train step as a no-argument callable, its XLA FLOPs per step and its
     compile seconds."""
     model = models.create_model(config)
-    mesh = train.create_mesh()
+    mesh = sharding.create_mesh()
     replicated = jax.sharding.NamedSharding(mesh, P())
     state = jax.jit(functools.partial(train.init_state, model, config), out_shardings=replicated)(
         jax.random.key(0)

@@ -10,9 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-
-class CheckpointError(ValueError):
-    """A weights file is missing, unreadable, or not a plain tensor checkpoint."""
+from avkd_jax.errors import CheckpointError
 
 
 def load_checkpoint(path: str, map_location="cpu"):

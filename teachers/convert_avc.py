@@ -25,9 +25,10 @@ import sys
 
 import numpy as np
 
+from avkd_jax import errors
+from avkd_jax.errors import ConversionError
 from teachers import common
 from teachers.convert_resnet import (
-    ConversionError,
     save_npz,
     torchvision_to_flax,
     unwrap_state_dict,
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         arrays = convert(args.pth, args.out)
-    except (common.CheckpointError, ConversionError) as e:
+    except (errors.CheckpointError, ConversionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"{args.out}: {len(arrays)} arrays, {describe(arrays)}")

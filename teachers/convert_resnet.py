@@ -14,20 +14,17 @@ checkpoint is opened with `torch.load(weights_only=True)` only.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
+from avkd_jax import errors, files
+from avkd_jax.errors import ConversionError
 from teachers import common
 from teachers.torch_resnet import STAGE_SIZES
 
 _DROPPED_SUFFIXES = ("num_batches_tracked",)
 _DROPPED_PREFIXES = ("fc.",)
-
-
-class ConversionError(ValueError):
-    """A state_dict does not have torchvision's ResNet18 layout."""
 
 
 def _bn(torch_name: str, flax_name: str) -> list[tuple[str, str, str]]:
@@ -121,10 +118,9 @@ def _to_numpy(value):
 
 def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     """Writes to a temporary name and renames, so `path` only ever holds a complete file."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:  # A file object: np.savez would append '.npz' to a name.
+    # A file object: np.savez would append '.npz' to a name.
+    with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def convert(torchvision_pth: str, out: str, prefix: str = "") -> dict[str, np.ndarray]:
@@ -148,7 +144,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         arrays = convert(args.torchvision_pth, args.out, args.prefix)
-    except (common.CheckpointError, ConversionError) as e:
+    except (errors.CheckpointError, ConversionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     count = sum(a.size for k, a in arrays.items() if k.startswith("params/"))

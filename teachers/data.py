@@ -14,14 +14,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from avkd_jax.errors import DatasetError
+
 # The teachers run on PyTorch; TensorFlow only reads files and must leave the GPU alone.
 tf.config.set_visible_devices([], "GPU")
 
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
-
-
-class DatasetError(ValueError):
-    """The dataset directory, config, version or split cannot be found."""
 
 
 def _versions(directory: str) -> list[str]:

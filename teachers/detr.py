@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avkd_jax.errors import DetrWeightsError
 from teachers import common
 
 IMAGE_SIZE = 800
@@ -33,10 +34,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ATTENTION = "attention"
 BACKBONE = "backbone"
-
-
-class DetrWeightsError(ValueError):
-    """The DETR weights directory is missing or cannot be used here."""
 
 
 def _transformers():

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from avkd_jax import errors, files
 from avkd_jax.datasets import hint_shards
 from teachers import common, data
 
@@ -68,16 +69,6 @@ def make_teacher(
 # ------------------------------------------------------------------------------ files
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # Exists, owned by someone else.
-        return True
-    return True
-
-
 def remove_stale_temps(hint_files: list[str]) -> list[str]:
     """Deletes `<hint file>.tmp.<pid>` files whose writer is dead; returns their paths."""
     removed = []
@@ -89,7 +80,7 @@ def remove_stale_temps(hint_files: list[str]) -> list[str]:
             rest = name[len(base) :]
             if name.startswith(base) and rest.startswith(".tmp."):
                 pid = rest[len(".tmp.") :]
-                if pid.isdigit() and not _pid_alive(int(pid)):
+                if pid.isdigit() and not files.pid_alive(int(pid)):
                     os.remove(os.path.join(directory, name))
                     removed.append(os.path.join(directory, name))
     return removed
@@ -102,7 +93,7 @@ def _same_teacher(found: hint_shards.HintSpec, wanted: hint_shards.HintSpec, pat
         wanted.source,
         wanted.shapes,
     ):
-        raise hint_shards.HintError(
+        raise errors.HintError(
             f"{path}: these hints come from {found.teacher} weights {found.source!r} with "
             f"shapes {found.shapes}, not {wanted.source!r} with {wanted.shapes}: pass "
             "--overwrite to replace them, or another --hints_dir"
@@ -116,28 +107,22 @@ def write_hint_shard(builder, data_shard, out, teacher, spec, batch_size, rate, 
     """Runs `teacher` over one data shard into `out` (temp file, renamed when complete)."""
     import tensorflow as tf
 
-    tmp = f"{out}.tmp.{os.getpid()}"
     count = 0
-    try:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for batch in data.shard_batches(builder, data_shard, batch_size, teacher.inputs):
-                batch["sample_rate"] = rate
-                hints = teacher.compute(batch)
-                for i, example_id in enumerate(batch["id"]):
-                    values = {k: np.asarray(v[i], np.float32) for k, v in hints.items()}
-                    for name, value in values.items():
-                        if not hint_shards.finite_or_nothing_found(name, value):
-                            raise hint_shards.HintError(
-                                f"{data_shard}: id {example_id}: the {teacher.name} teacher "
-                                f"gave {name} with NaN or inf"
-                            )
-                    writer.write(hint_shards.encode_example(example_id, values, spec))
-                count += len(batch["id"])
-                bar.update(len(batch["id"]))
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with files.atomic_path(out) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+        for batch in data.shard_batches(builder, data_shard, batch_size, teacher.inputs):
+            batch["sample_rate"] = rate
+            hints = teacher.compute(batch)
+            for i, example_id in enumerate(batch["id"]):
+                values = {k: np.asarray(v[i], np.float32) for k, v in hints.items()}
+                for name, value in values.items():
+                    if not hint_shards.finite_or_nothing_found(name, value):
+                        raise errors.HintError(
+                            f"{data_shard}: id {example_id}: the {teacher.name} teacher "
+                            f"gave {name} with NaN or inf"
+                        )
+                writer.write(hint_shards.encode_example(example_id, values, spec))
+            count += len(batch["id"])
+            bar.update(len(batch["id"]))
     return count
 
 
@@ -212,7 +197,7 @@ def extract_split(
                 )
     if spec is None:  # Every shard was there already.
         if not os.path.exists(spec_file):
-            raise hint_shards.HintError(
+            raise errors.HintError(
                 f"{spec_file}: missing although every hint shard exists: pass --overwrite"
             )
         spec = hint_shards.read_spec(spec_file)
@@ -244,7 +229,7 @@ def verify_split(builder, split: str, name: str, hints_dir: str | None = None) -
         hint_shards.verify_shard(s, hint_shards.hint_path(s, name, hints_dir), spec) for s in shards
     )
     if count != spec.num_examples:
-        raise hint_shards.HintError(
+        raise errors.HintError(
             f"{spec_file}: says {spec.num_examples} examples, the hint shards hold {count}"
         )
     return count

@@ -20,6 +20,7 @@ import types
 import numpy as np
 import torch
 
+from avkd_jax import errors
 from teachers import common
 
 SAMPLE_RATE = 32000
@@ -76,12 +77,12 @@ def load_cnn14(path: str) -> torch.nn.Module:
     checkpoint = common.load_checkpoint(path)
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise common.CheckpointError(f"{path}: expected a Cnn14 state_dict (under 'model')")
+        raise errors.CheckpointError(f"{path}: expected a Cnn14 state_dict (under 'model')")
     model = build_cnn14()
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise common.CheckpointError(f"{path}: not a Cnn14 checkpoint at 32 kHz ({e})") from None
+        raise errors.CheckpointError(f"{path}: not a Cnn14 checkpoint at 32 kHz ({e})") from None
     return model.eval()
 
 

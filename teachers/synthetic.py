@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from avkd_jax import errors, files
 from avkd_jax.datasets import synthetic_world as world
 from teachers import common
 
@@ -475,18 +476,17 @@ def _train_both(hp, images, labels, clips, classes, seed, progress):
 def save(checkpoint: dict, path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    with files.atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def load(path: str) -> tuple[VisualNet, AudioNet, dict]:
     """The two frozen teachers (eval mode) and the checkpoint's metadata."""
     ckpt = common.load_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise common.CheckpointError(f"{path}: not a synthetic-teachers file ({FORMAT})")
+        raise errors.CheckpointError(f"{path}: not a synthetic-teachers file ({FORMAT})")
     if ckpt.get("version") != VERSION:
-        raise common.CheckpointError(
+        raise errors.CheckpointError(
             f"{path}: synthetic teachers version {ckpt.get('version')}, this code reads "
             f"{VERSION}: delete the file to retrain"
         )

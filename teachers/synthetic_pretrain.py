@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avkd_jax import files
 from avkd_jax.datasets import synthetic_world as world
 from teachers import common, convert_resnet, synthetic, torch_resnet
 
@@ -248,10 +249,7 @@ def save(model: torch.nn.Module, record: dict, path: str) -> None:
     """`<path>.json`, then the trunk's `.npz` (fc dropped), each by temp-then-rename; the
     `.npz` comes last, so its presence means both are complete."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{metadata_path(path)}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, metadata_path(path))
+    files.write_text(metadata_path(path), json.dumps(record, indent=1))
     convert_resnet.save_npz(path, convert_resnet.torchvision_to_flax(model.state_dict()))
 
 

@@ -17,16 +17,17 @@ import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from conftest import tiny_config  # pylint: disable=g-import-not-at-top
-from avkd_jax import input_pipeline, models, train  # pylint: disable=g-import-not-at-top
+
+from avkd_jax import input_pipeline, models, sharding, train  # pylint: disable=g-import-not-at-top
 
 
 def main():
     config = tiny_config("/nonexistent")
     model = models.create_model(config)
-    mesh = train.create_mesh()
+    mesh = sharding.create_mesh()
     state = train.restore_or_init(model, config, mesh, _NoCheckpoints(), jax.random.key(0))
     step = train.compile_train_step(model, config, mesh)
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    data = sharding.batch_sharded(mesh)
     rng = np.random.default_rng(0)
     batches = [
         input_pipeline.make_global(
@@ -34,7 +35,7 @@ def main():
                 "image": rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8),
                 "audio": rng.integers(-8000, 8000, (8, 11025), dtype=np.int16),
             },
-            sharding,
+            data,
         )
         for _ in range(3)
     ]

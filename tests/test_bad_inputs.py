@@ -38,9 +38,10 @@ from avkd_jax import (
     datasets,
     input_pipeline,
     localize,
-    runtime,
     models,
     pretrained,
+    runtime,
+    sharding,
     teacher_hints,
     train,
 )
@@ -52,7 +53,7 @@ from avkd_jax.datasets import (
     vggss_annotations,
     video,
 )
-from avkd_jax.datasets.flickr_layout import MediaError
+from avkd_jax.errors import MediaError
 from teachers import common, convert_resnet, torch_resnet
 
 # What test_hint_pipeline's fake teacher writes.
@@ -267,7 +268,7 @@ def restore(workdir):
     config = tiny_config(os.path.join(workdir, "unused"))
     manager = train.checkpoint_manager(workdir, config)
     return lambda: train.restore_or_init(
-        models.create_model(config), config, train.create_mesh(), manager, jax.random.key(0)
+        models.create_model(config), config, sharding.create_mesh(), manager, jax.random.key(0)
     )
 
 

@@ -11,7 +11,7 @@ import soundfile as sf
 from PIL import Image
 
 from avkd_jax.datasets import flickr_layout as fl
-from avkd_jax.datasets.flickr_layout import MediaError
+from avkd_jax.errors import MediaError
 
 SR = 22050
 N3 = 3 * SR  # 66,150 samples: the centre 3 s

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch_reference import random_resnet, write_resnet_npz
 
-from avkd_jax import evaluate, pretrained
+from avkd_jax import evaluate, pretrained, sharding
 from avkd_jax.datasets import hint_shards
 
 S = evaluate.MAP_SIZE
@@ -161,7 +161,7 @@ def test_evaluation_scores_the_fusions_and_notes_what_it_skips(tiny, tmp_path):
     are missing are listed with the reason, and results.md prints it."""
     import jax
 
-    from avkd_jax import datasets, input_pipeline, models, train
+    from avkd_jax import datasets, input_pipeline, models
 
     config = tiny.copy_and_resolve_references()
     config.object_npz = write_resnet_npz(random_resnet(0.125), tmp_path / "resnet.npz")
@@ -174,7 +174,7 @@ def test_evaluation_scores_the_fusions_and_notes_what_it_skips(tiny, tmp_path):
     hints = write_detr_hints(builder, "test", config.hints_dir, "fakedetr")
     model = models.create_model(config)
     variables = models.init_variables(model, config, jax.random.key(0))
-    mesh = train.create_mesh()
+    mesh = sharding.create_mesh()
 
     result = evaluate.evaluate_sets(model, {"AVC": variables}, eval_sets, config, mesh)
     e = result["synthetic_test"]

@@ -12,11 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from avkd_jax import datasets
-from avkd_jax import input_pipeline
-from avkd_jax import models
-from avkd_jax import teacher_hints
-from avkd_jax import train
+from avkd_jax import datasets, input_pipeline, models, teacher_hints, train
 from avkd_jax.datasets import hint_shards
 
 D = 16  # audio_hint length: the first D samples of the clip, scaled

@@ -9,11 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avkd_jax import datasets
-from avkd_jax import evaluate
-from avkd_jax import input_pipeline
-from avkd_jax import models
-from avkd_jax import train
+from avkd_jax import datasets, evaluate, input_pipeline, models, sharding
 
 
 def raw_root(config):
@@ -82,7 +78,7 @@ def test_eval_batches_match_raw_files(tiny):
 
 def test_evaluate_split_baselines_match_direct_computation(tiny):
     builder, root = raw_root(tiny)
-    mesh = train.create_mesh()
+    mesh = sharding.create_mesh()
     results = evaluate.evaluate_split(None, {}, builder, tiny, mesh, baselines=True)
     centre = evaluate.normalize_map(evaluate.centre_prior_map())
     ids = [l.split(",")[0] for l in open(os.path.join(root, "test.csv")).read().split()]
@@ -121,7 +117,7 @@ def test_model_peaks_are_read_on_the_models_own_grid(tiny):
     """A model variant's peak-on-sounding and audio swap: the peak's cell of the model's
     h×w map, its centre against the world's own boxes (not the 224² protocol map)."""
     builder, root = raw_root(tiny)
-    mesh = train.create_mesh()
+    mesh = sharding.create_mesh()
     model = models.create_model(tiny)
     variables = models.init_variables(model, tiny, jax.random.key(3))
     results = evaluate.evaluate_split(model, {"AVC": variables}, builder, tiny, mesh)["AVC"]

@@ -16,9 +16,9 @@ from conftest import REPO, tiny_config
 from PIL import Image
 from torch_reference import random_avc, random_resnet, write_avc_npz, write_resnet_npz
 
-from avkd_jax import datasets, evaluate, input_pipeline, localize, pictures, train
+from avkd_jax import datasets, evaluate, input_pipeline, localize, pictures, sharding, train
 from avkd_jax.datasets import synthetic_world
-from avkd_jax.datasets.flickr_layout import MediaError
+from avkd_jax.errors import MediaError
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,12 @@ def test_localize_gives_the_evaluated_map(trained_run):
     builder = datasets.get_builder(run.config)
     ids = ["9000003", "9000017", "9000028"]
     scored = evaluate.evaluate_split_details(
-        run.model, {"AVC": run.variables}, builder, run.config, train.create_mesh(), picture_ids=ids
+        run.model,
+        {"AVC": run.variables},
+        builder,
+        run.config,
+        sharding.create_mesh(),
+        picture_ids=ids,
     )
     assert [p["id"] for p in scored.pictures] == ids
     for picture in scored.pictures:

@@ -7,8 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from avkd_jax import default_config
-from avkd_jax import models, onednn_conv
+from avkd_jax import default_config, models, onednn_conv
 
 # torchvision.models.resnet18(): 11,689,512 parameters, of which fc is 512·1000 + 1000.
 TORCHVISION_RESNET18_TRUNK = 11_689_512 - 513_000
@@ -161,8 +160,8 @@ def test_conv_gradient_on_several_devices_reduces_only_the_kernel():
 
     probe = """
 import re, jax, jax.numpy as jnp
-from avkd_jax import models, train
-mesh = train.create_mesh()
+from avkd_jax import models, sharding, train
+mesh = sharding.create_mesh()
 S, P = jax.sharding.NamedSharding, jax.sharding.PartitionSpec
 x = jax.device_put(jnp.ones((8, 10, 10, 16)), S(mesh, P("data")))
 k = jax.device_put(jnp.ones((3, 3, 16, 16)), S(mesh, P()))

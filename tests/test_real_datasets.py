@@ -19,7 +19,7 @@ from conftest import load_config
 from PIL import Image
 from test_video import centre_sine, grey, sine, write_clip
 
-from avkd_jax import datasets, evaluate
+from avkd_jax import datasets, evaluate, sharding
 from avkd_jax.datasets import av_builder, overlap, raw_examples, sources
 
 SR = 22050
@@ -448,9 +448,8 @@ def test_cross_dataset_eval_sets(
         ("flickr_test", "test", "flickr"),
         ("vggss_test", "test", "vggss"),
     ]
-    from avkd_jax import train
 
-    mesh = train.create_mesh()
+    mesh = sharding.create_mesh()
     results = {
         n: evaluate.evaluate_split(None, {}, s.builder, config, mesh, s.split, True, s.fmt)
         for n, s in sets.items()
@@ -502,7 +501,7 @@ def test_config_errors_name_the_field(flickr_root, tmp_path):
 
 def test_vggss_json_errors(tmp_path):
     from avkd_jax.datasets import vggss_annotations
-    from avkd_jax.datasets.flickr_layout import MediaError
+    from avkd_jax.errors import MediaError
 
     bad = tmp_path / "vggss.json"
     bad.write_text('[{"file": "a", "bbox": [[0, 0, 1, 1]]}')

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from avkd_jax.datasets import video
-from avkd_jax.datasets.flickr_layout import MediaError
+from avkd_jax.errors import MediaError
 
 SR = 22050
 N3 = 3 * SR

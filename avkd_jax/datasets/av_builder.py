@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from avkd_jax import errors, files
 from avkd_jax.datasets import raw_examples, sources
 
 SKIPPED_HEADER = "id\tfile\taction\treason\n"
@@ -67,13 +68,6 @@ def _tsv_field(text) -> str:
     return str(text).replace("\t", " ").replace("\n", " ")
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_split(
     name: str,
     split: str,
@@ -106,7 +100,7 @@ def write_split(
     rows += [("", where, "noted", reason) for where, reason in notes]
     kept = []
     for task, result in raw_examples.read_many(tasks, workers, read_fn):
-        if isinstance(result, raw_examples.MediaError):
+        if isinstance(result, errors.MediaError):
             rows.append((task.example_id, result.path, "skipped", result.reason))
             continue
         rows += [(task.example_id, f, "box dropped", r) for f, r in result["notes"]]
@@ -136,8 +130,8 @@ def write_split(
             "Check the raw layout (README, 'Real data') with python -m avkd_jax.datasets.report."
         )
     os.makedirs(data_dir, exist_ok=True)
-    _write_atomic(ids_path(data_dir, split), "".join(f"{i}\n" for i in kept))
-    _write_atomic(
+    files.write_text(ids_path(data_dir, split), "".join(f"{i}\n" for i in kept))
+    files.write_text(
         skipped_path(data_dir, split),
         SKIPPED_HEADER + "".join("\t".join(map(_tsv_field, r)) + "\n" for r in rows),
     )

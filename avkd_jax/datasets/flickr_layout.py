@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from avkd_jax.errors import MediaError
+
 __all__ = [
     "AUDIO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
@@ -80,25 +82,6 @@ AUDIO_EXTENSIONS = (".wav", ".flac")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 
 _COORD_TAGS = ("xmin", "ymin", "xmax", "ymax")
-
-
-class MediaError(ValueError):
-    """A raw media or metadata file is missing, empty, truncated or corrupt.
-
-    Attributes:
-      path: the offending file (str).
-      reason: what is wrong with it (str).
-    """
-
-    def __init__(self, path, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    # Exceptions are pickled across multiprocessing workers; the default reduction would
-    # call MediaError(message) and lose `reason`.
-    def __reduce__(self):
-        return (type(self), (self.path, self.reason))
 
 
 def _check_file(path) -> str:

@@ -28,6 +28,9 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from avkd_jax import files
+from avkd_jax.errors import HintError
+
 AUDIO_HINT = "audio_hint"
 VISUAL_HINT = "visual_hint"
 HINT_NAMES = (AUDIO_HINT, VISUAL_HINT)
@@ -35,10 +38,6 @@ SPEC_VERSION = 1
 
 _SHARD_RE = re.compile(r"^(?P<prefix>.+)\.tfrecord-\d{5}-of-\d{5}$")
 _HINT_DTYPE = np.dtype("<f2")  # little-endian float16, whatever the host
-
-
-class HintError(ValueError):
-    """Hint shards are missing, misaligned with their data shards, truncated or corrupt."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,10 +107,7 @@ def spec_path(data_shard: str, teacher: str, hints_dir: str | None = None) -> st
 
 
 def write_spec(path: str, spec: HintSpec) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(spec.to_json())
-    os.replace(tmp, path)
+    files.write_text(path, spec.to_json())
 
 
 def read_spec(path: str) -> HintSpec:
@@ -209,7 +205,7 @@ def count_records(path: str) -> int:
     if not os.path.exists(path):
         raise HintError(f"{path}: hint shard is missing")
     try:
-        return int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+        return files.count_records(path)
     except tf.errors.DataLossError as e:
         raise HintError(f"{path}: truncated or corrupt TFRecord file ({e.message})") from None
 

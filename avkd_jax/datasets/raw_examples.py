@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from avkd_jax.datasets import flickr_layout, video
-from avkd_jax.datasets.flickr_layout import MediaError
+from avkd_jax.errors import MediaError
 
 __all__ = [
     "BOX_RANGE",

@@ -21,6 +21,7 @@ import tqdm
 from absl import app, flags
 from ml_collections import config_flags
 
+from avkd_jax import errors, files
 from avkd_jax.datasets import av_builder, overlap, raw_examples, sources
 
 FLAGS = flags.FLAGS
@@ -32,13 +33,6 @@ flags.DEFINE_bool("decode", True, "Decode every found clip (slow); false: only l
 flags.DEFINE_integer("workers", 0, "Decoding threads; 0: config.prepare_workers, else per CPU.")
 
 _SHOWN = 10  # Failures printed per split; all are in the files.
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _tsv(rows) -> str:
@@ -71,7 +65,7 @@ def scan_split(source: sources.SplitSource, sample_rate, audio_seconds, decode=T
         for task, result in tqdm.tqdm(
             results, total=len(present), desc=f"{source.split}: decoding", unit="clip"
         ):
-            if isinstance(result, raw_examples.MediaError):
+            if isinstance(result, errors.MediaError):
                 failed.append((task.example_id, result.path, result.reason))
             else:
                 boxes_dropped += [(task.example_id, f, r) for f, r in result["notes"]]
@@ -168,11 +162,11 @@ def build_report(config, output_dir: str, decode=True, workers=0) -> tuple[dict,
         missing_ids = sorted({i for i, _, _ in r["missing"]})
         if missing_ids:
             path = os.path.join(output_dir, f"missing-{split}.tsv")
-            _write_atomic(path, "id\tlooked for\treason\n" + _tsv(r["missing"]))
+            files.write_text(path, "id\tlooked for\treason\n" + _tsv(r["missing"]))
             lines.append(f"  {len(missing_ids)} missing: {path}")
         if r["failed"]:
             path = os.path.join(output_dir, f"failed-{split}.tsv")
-            _write_atomic(path, "id\tfile\treason\n" + _tsv(r["failed"]))
+            files.write_text(path, "id\tfile\treason\n" + _tsv(r["failed"]))
             what = (
                 "failed to decode or have no usable annotation"
                 if decode
@@ -212,7 +206,7 @@ def build_report(config, output_dir: str, decode=True, workers=0) -> tuple[dict,
             lines.append(f"  {name}: list not found ({o['error']})")
             continue
         path = os.path.join(output_dir, f"overlap-{name}.txt")
-        _write_atomic(path, "".join(f"{i}\n" for i in o["overlap"]))
+        files.write_text(path, "".join(f"{i}\n" for i in o["overlap"]))
         example = f" (e.g. {', '.join(o['overlap'][:3])}; all in {path})" if o["overlap"] else ""
         lines.append(
             f"  {name}: {len(o['overlap'])} of its {o['size']} ids are in the train list{example}"

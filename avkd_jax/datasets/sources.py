@@ -21,7 +21,7 @@ import os
 from absl import logging
 
 from avkd_jax.datasets import flickr_layout, raw_examples, vggss_annotations
-from avkd_jax.datasets.flickr_layout import MediaError
+from avkd_jax.errors import MediaError
 
 FLICKR, VGGSOUND, SYNTHETIC = "flickr_soundnet", "vggsound", "synthetic_av"
 REAL_DATASETS = (FLICKR, VGGSOUND)

@@ -18,10 +18,7 @@ import sys
 import numpy as np
 import tensorflow_datasets as tfds
 
-from avkd_jax.datasets import av_builder
-from avkd_jax.datasets import flickr_layout
-from avkd_jax.datasets import raw_examples
-from avkd_jax.datasets import synthetic_world
+from avkd_jax.datasets import av_builder, flickr_layout, raw_examples, synthetic_world
 
 
 @dataclasses.dataclass

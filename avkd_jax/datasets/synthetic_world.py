@@ -24,7 +24,6 @@ import dataclasses
 import io
 import json
 import os
-import re
 import sys
 from typing import Any, Callable, Sequence
 
@@ -32,6 +31,7 @@ import numpy as np
 import scipy.fft
 from PIL import Image, ImageDraw
 
+from avkd_jax import files
 from avkd_jax.datasets import flickr_layout
 
 __all__ = [
@@ -707,35 +707,12 @@ def scene_id(split: str, index: int) -> str:
     return f"{base + int(index):0{ID_DIGITS}d}"
 
 
-_TMP_RE = re.compile(r"\.tmp\.(\d+)$")
-
-
-def _pid_alive(pid: int) -> bool:
-    # A temporary file of a live process may belong to a concurrent writer: keep it.
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    # Same directory, so os.replace is an atomic rename: readers and restarts only ever
-    # see complete files.
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _write_if_changed(path: str, data: bytes) -> bool:
     if os.path.exists(path):
         with open(path, "rb") as f:
             if f.read() == data:
                 return False
-    _atomic_write(path, data)
+    files.write_bytes(path, data)
     return True
 
 
@@ -781,7 +758,7 @@ def _write_scene(task) -> tuple[str, str, dict | None, int]:
                 data = _wav_bytes(scene["swap_audio"], sample_rate)
             else:
                 data = flickr_layout.flickr_annotation_bytes(scene["annotator_boxes"], id_)
-            _atomic_write(paths[key], data)
+            files.write_bytes(paths[key], data)
     meta = None
     if split == "test":
         meta = {"objects": objects, "swap_index": swap_index}
@@ -884,8 +861,8 @@ def write_world(
         d = os.path.join(root, sub)
         os.makedirs(d, exist_ok=True)
         for name in os.listdir(d):  # leftovers of killed writers
-            m = _TMP_RE.search(name)
-            if m and not _pid_alive(int(m.group(1))):
+            m = files.TMP_RE.search(name)
+            if m and not files.pid_alive(int(m.group(1))):
                 os.remove(os.path.join(d, name))
     if not os.path.exists(done_path):
         _write_if_changed(pending_path, params_bytes)

@@ -16,7 +16,7 @@ import numbers
 import os
 
 from avkd_jax.datasets import flickr_layout
-from avkd_jax.datasets.flickr_layout import MediaError
+from avkd_jax.errors import MediaError
 
 __all__ = ["VggssAnnotations", "read_vggss_json"]
 

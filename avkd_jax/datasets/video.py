@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from avkd_jax.datasets import flickr_layout
-from avkd_jax.datasets.flickr_layout import MediaError
+from avkd_jax.errors import MediaError
 
 __all__ = ["load_video_audio", "load_video_frame"]
 
