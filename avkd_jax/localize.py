@@ -5,13 +5,13 @@
 
 writes `PREFIX.png` (the picture at its own size with the map over it) and `PREFIX.npy`
 (the map as the evaluation scores it: 224 × 224 float32, min-max normalised), and prints
-both paths. The model is rebuilt from `WORKDIR/config.json` and its latest checkpoint;
-no dataset is needed. Inputs go through exactly what evaluation does to a test clip: the
-picture's shorter side to 256 and a JPEG as the builders store it, then a bicubic resize
-to the config's square; the sound mixed to mono, resampled, its centre seconds kept
-(tiled when shorter). A video gives its middle frame and the centre of its first audio
-stream. Any image PIL reads, any audio libsndfile reads (wav, flac, any rate and channel
-count), any video ffmpeg reads.
+both paths. The model is rebuilt from `WORKDIR/config.json` and its newest checkpoint that
+restores (a damaged newer one is skipped, with a warning); no dataset is needed. Inputs go
+through exactly what evaluation does to a test clip: the picture's shorter side to 256 and
+a JPEG as the builders store it, then a bicubic resize to the config's square; the sound
+mixed to mono, resampled, its centre seconds kept (tiled when shorter). A video gives its
+middle frame and the centre of its first audio stream. Any image PIL reads, any audio
+libsndfile reads (wav, flac, any rate and channel count), any video ffmpeg reads.
 """
 
 from __future__ import annotations
