@@ -313,8 +313,10 @@ def _group_stream(builder, config, epoch, files, group, groups, batch_size, hint
     return ds.batch(batch_size, drop_remainder=True)
 
 
-def _eval_preprocess(example, image_size):
-    """Test images are resized to `image_size`² (torchvision Resize((224, 224)))."""
+def eval_preprocess(example, image_size):
+    """A decoded test example with its uint8 `image` [H, W, 3] resized to
+    [image_size, image_size, 3] (torchvision Resize((224, 224))); `localize` gives users'
+    pictures the same."""
     out = dict(example)
     out["image"] = _resize_bicubic(example["image"], [image_size, image_size])
     return out
@@ -334,7 +336,7 @@ def eval_batches(builder, config, split: str, batch_size: int, hint_sources=()) 
 
     @tf.autograph.experimental.do_not_convert
     def preprocess(record, hints):
-        out = _eval_preprocess(decode(record), config.image_size)
+        out = eval_preprocess(decode(record), config.image_size)
         out.update(hints)
         return out
 

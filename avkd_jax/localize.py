@@ -5,20 +5,19 @@
 
 writes `PREFIX.png` (the picture at its own size with the map over it) and `PREFIX.npy`
 (the map as the evaluation scores it: 224 × 224 float32, min-max normalised), and prints
-both paths. The model is rebuilt from `WORKDIR/config.json` and its latest checkpoint;
-no dataset is needed. Inputs go through exactly what evaluation does to a test clip: the
-picture's shorter side to 256 and a JPEG as the builders store it, then a bicubic resize
-to the config's square; the sound mixed to mono, resampled, its centre seconds kept
-(tiled when shorter). A video gives its middle frame and the centre of its first audio
-stream. Any image PIL reads, any audio libsndfile reads (wav, flac, any rate and channel
-count), any video ffmpeg reads.
+both paths. The model is rebuilt from `WORKDIR/config.json` and its newest checkpoint that
+restores (a damaged newer one is skipped, with a warning); no dataset is needed. Inputs go
+through exactly what evaluation does to a test clip: the picture's shorter side to 256 and
+a JPEG as the builders store it, then a bicubic resize to the config's square; the sound
+mixed to mono, resampled, its centre seconds kept (tiled when shorter). A video gives its
+middle frame and the centre of its first audio stream. Any image PIL reads, any audio
+libsndfile reads (wav, flac, any rate and channel count), any video ffmpeg reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import sys
 
@@ -30,7 +29,7 @@ from absl import app, flags
 from PIL import Image
 
 from avkd_jax import (
-    default_config,
+    checkpoints,
     errors,
     evaluate,
     files,
@@ -39,13 +38,14 @@ from avkd_jax import (
     pictures,
     pretrained,
     sharding,
-    train,
+    state,
 )
+from avkd_jax.checkpoints import load_config
 from avkd_jax.datasets import flickr_layout, video
-from avkd_jax.errors import MediaError, RunError
+from avkd_jax.errors import CheckpointRestoreError, MediaError, RunError
 
 VARIANTS = (evaluate.STUDENT, evaluate.OG)
-STORED_SHORTER_SIDE = 256  # What the builders store (DESIGN §2).
+STORED_SHORTER_SIDE = 256  # What the builders store (docs/design.md, Data flow).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,40 +59,25 @@ class Run:
     workdir: str
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """`WORKDIR/config.json` (written by training and --mode=import) as a ConfigDict."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise RunError(
-            f"{path} does not exist: {workdir} is not a training workdir (train with "
-            "python -m avkd_jax.main, or import a checkpoint with --mode=import)"
-        )
-    with open(path) as f:
-        try:
-            config = ml_collections.ConfigDict(json.load(f))
-        except json.JSONDecodeError as e:
-            raise RunError(f"{path}: not valid JSON ({e})") from None
-    # A run written before a field existed gets its default (e.g. og_alpha).
-    defaults = default_config.base_config().copy_and_resolve_references()
-    for key in defaults:
-        if key not in config:
-            config[key] = defaults[key]
-    return config
-
-
 def load_run(workdir: str) -> Run:
-    """The latest checkpoint of `workdir` with the model its config.json describes."""
+    """The newest checkpoint of `workdir` that restores (a damaged newer one is skipped with a
+    warning), with the model its config.json describes.
+
+    Raises:
+      RunError: no config.json, or no checkpoint.
+      CheckpointRestoreError: no checkpoint restores.
+    """
     workdir = os.path.abspath(os.path.expanduser(workdir))
     config = load_config(workdir)
-    manager = train.checkpoint_manager(workdir, config)
-    step = manager.latest_step()
-    if step is None:
-        raise RunError(f"No checkpoint in {manager.directory}: train first, or --mode=import.")
     model = models.create_model(config)
-    state = train.restore_or_init(
-        model, config, sharding.create_mesh(), manager, jax.random.key(config.seed)
-    )
-    return Run(config, model, train.variables_of(state), step, workdir)
+    with checkpoints.open_manager(workdir, config) as manager:
+        abstract = state.abstract_state(model, config, sharding.create_mesh())
+        restored = checkpoints.restore_newest(manager, abstract)
+        if restored is None:
+            raise RunError(f"No checkpoint in {manager.directory}: train first, or --mode=import.")
+    step, restored, _ = restored
+    variables = {"params": restored["params"], "batch_stats": restored["batch_stats"]}
+    return Run(config, model, variables, step, workdir)
 
 
 def read_picture(path: str, from_video: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +105,7 @@ def model_image(stored: np.ndarray, image_size: int) -> np.ndarray:
     feature = tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg")
     decoded = feature.decode_example(flickr_layout.encode_jpeg(stored))
     example = {"image": decoded}
-    out = input_pipeline._eval_preprocess(example, image_size)  # pylint: disable=protected-access
+    out = input_pipeline.eval_preprocess(example, image_size)
     return np.asarray(out["image"])
 
 
@@ -247,7 +232,7 @@ def main(argv):
             FLAGS.object_npz,
         )
     except ValueError as e:
-        if isinstance(e, (MediaError, errors.PretrainedError)):
+        if isinstance(e, (MediaError, errors.PretrainedError, CheckpointRestoreError)):
             sys.exit(f"error: {e}")
         raise app.UsageError(str(e)) from None
     except (RunError, FileNotFoundError) as e:

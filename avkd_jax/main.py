@@ -1,12 +1,13 @@
 """Entry point: train, evaluate or summarise the AVC student.
 
 python -m avkd_jax.main --config=configs/synthetic.py --workdir=runs/synthetic
+python -m avkd_jax.main --config=configs/flickr10k.py --workdir=runs/f10k --mode=prepare
 python -m avkd_jax.main --config=configs/synthetic.py --workdir=runs/synthetic --mode=eval
 python -m avkd_jax.main --config=configs/flickr10k.py --mode=summary
 python -m avkd_jax.main --config=configs/flickr144k.py --workdir=runs/authors --mode=import \
     --npz=avc.npz    # the authors' checkpoint, converted by `python -m teachers.convert_avc`
 
-Several processes (one per host, DESIGN §7): the same command on every host, with
+Several processes (one per host, docs/design.md, Scaling out): the same command on every host, with
 --coordinator_address=HOST0:PORT --num_processes=N --process_id=I (or the environment
 variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); under `srun` or
 `mpirun` with several tasks JAX finds them itself. After a preemption notice (SIGTERM)
@@ -20,7 +21,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from avkd_jax import models, runtime, train
+from avkd_jax import models, preemption, prepare, runtime, state, train
+from avkd_jax.errors import CheckpointRestoreError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A configs/*.py file.", lock_config=True)
@@ -28,10 +30,11 @@ flags.DEFINE_string("workdir", None, "Checkpoints, metrics and results go here."
 flags.DEFINE_enum(
     "mode",
     "train",
-    ["train", "eval", "summary", "import"],
+    ["train", "prepare", "eval", "summary", "import"],
     "train (resumes from the workdir's latest checkpoint, evaluates at the "
-    "end), eval (the latest checkpoint), summary (parameters and FLOPs), or import (--npz "
-    "into a fresh workdir as its step-0 checkpoint).",
+    "end), prepare (the dataset, evaluation sets, synthetic assets; the commands that "
+    "extract missing teacher hints), eval (the latest checkpoint), summary (parameters and "
+    "FLOPs), or import (--npz into a fresh workdir as its step-0 checkpoint).",
 )
 flags.DEFINE_string("npz", None, "--mode=import: the .npz written by teachers.convert_avc.")
 flags.DEFINE_enum(
@@ -62,23 +65,32 @@ def main(argv):
     if FLAGS.mode == "summary":
         print(models.summary(config))
         return
-    if not FLAGS.workdir:
+    if not FLAGS.workdir and FLAGS.mode != "prepare":
         raise app.UsageError(f"--workdir is required with --mode={FLAGS.mode}.")
     kwargs = runtime.initialize_kwargs(FLAGS, os.environ)
     if kwargs is not None:
         # Before anything touches a device: JAX then sees every process's devices.
         jax.distributed.initialize(**kwargs)
     logging.info("JAX devices: %s (%d processes)", jax.devices(), jax.process_count())
-    if FLAGS.mode == "train":
+    try:
+        run_mode(config)
+    except CheckpointRestoreError as e:
+        sys.exit(f"error: {e}")
+
+
+def run_mode(config):
+    if FLAGS.mode == "prepare":
+        prepare.main(config)
+    elif FLAGS.mode == "train":
         try:
             train.train_and_evaluate(config, FLAGS.workdir)
-        except train.Preempted as e:
+        except preemption.Preempted as e:
             logging.warning("%s", e)
-            sys.exit(train.PREEMPTED_EXIT_STATUS)
+            sys.exit(preemption.PREEMPTED_EXIT_STATUS)
     elif FLAGS.mode == "import":
         if not FLAGS.npz:
             raise app.UsageError("--mode=import needs --npz (from python -m teachers.convert_avc).")
-        print(f"Imported {FLAGS.npz}: {train.import_npz(config, FLAGS.workdir, FLAGS.npz)}")
+        print(f"Imported {FLAGS.npz}: {state.import_npz(config, FLAGS.workdir, FLAGS.npz)}")
     else:
         train.evaluate_workdir(config, FLAGS.workdir)
 

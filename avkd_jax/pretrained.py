@@ -9,20 +9,18 @@ wrong or truncated file fails here, naming the key, rather than at the first tra
 from __future__ import annotations
 
 import os
-import sys
 import zipfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from avkd_jax import models, teacher_hints
+from avkd_jax import models, synthetic_assets
 from avkd_jax.errors import PretrainedError
 
 # The value of a config's weights field that names the synthetic world's stand-in for
-# ImageNet: a ResNet18 of the student's layout pretrained on the world's labelled single
-# objects (`python -m teachers.synthetic_pretrain`), trained on first use.
-SYNTHETIC = "synthetic"
+# ImageNet (`synthetic_assets.resnet18`).
+SYNTHETIC = synthetic_assets.RESNET18
 
 
 def trunk_shapes(in_channels: int = 3, width: float = 1.0) -> dict[str, tuple]:
@@ -169,36 +167,15 @@ def check_shapes(path: str, flat: dict, expected: dict, what: str) -> None:
             )
 
 
-def synthetic_resnet_path(builder, config) -> str:
-    """Where the synthetic world's pretrained ResNet18 for `config`'s student is cached."""
-    name = f"resnet18_w{config.model.width:g}_{config.image_size}px.npz"
-    return os.path.join(builder.data_dir_root, "synthetic_teachers", name)
-
-
 def resolve_npz(value, builder, config) -> str | None:
     """A config's ResNet18 weights field (`init_visual_npz`, `object_npz`) as a file path.
 
-    None stays None; 'synthetic' is the synthetic world's pretrained ResNet18 (trained
-    by process 0 on first use, then cached beside the data); anything else is a path.
+    None stays None; 'synthetic' is the synthetic world's stand-in
+    (`synthetic_assets.resnet18`: made on first use, cached beside the data); anything
+    else is a path.
     """
     if not value:
         return None
-    if value != SYNTHETIC:
-        return os.path.expanduser(value)
-    path = synthetic_resnet_path(builder, config)
-    if not os.path.exists(path) and jax.process_index() == 0:
-        teacher_hints.run(
-            [
-                sys.executable,
-                "-m",
-                "teachers.synthetic_pretrain",
-                f"--out={path}",
-                f"--width={config.model.width:g}",
-                f"--image_size={config.image_size}",
-            ]
-        )
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-
-        multihost_utils.sync_global_devices("synthetic resnet18")
-    return path
+    if value == SYNTHETIC:
+        return synthetic_assets.resnet18(builder, config)
+    return os.path.expanduser(value)

@@ -1,8 +1,8 @@
 """Which teacher hints a config trains with, where their shards are, and getting them made.
 
 The hints themselves come from the PyTorch tool (`python -m teachers.extract`), which this
-side never imports: for the synthetic teachers the trainer runs it as a subprocess, for the
-real teachers (whose weights only the user has) it stops with the exact command to run.
+side never imports: the teachers this repository trains are made by `synthetic_assets`, for
+the real teachers (whose weights only the user has) training stops with the exact command.
 """
 
 from __future__ import annotations
@@ -10,17 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-import subprocess
 import sys
 
-import jax
-from absl import logging
-
-from avkd_jax import errors, input_pipeline
+from avkd_jax import errors, input_pipeline, synthetic_assets
 from avkd_jax.datasets import hint_shards
 
 # Teachers the trainer may build and run by itself: everything they need is in this repo.
-SELF_SERVE_TEACHERS = ("synthetic",)
+SELF_SERVE_TEACHERS = synthetic_assets.TEACHERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +73,6 @@ def _dataset_arg(builder) -> str:
     return f"{name}:{builder.version}"
 
 
-def synthetic_teacher_path(builder) -> str:
-    """Where the synthetic teachers are cached: once per data directory."""
-    return os.path.join(builder.data_dir_root, "synthetic_teachers", "teachers.pt")
-
-
 def extract_command(builder, config, split, teacher, weights="/path/to/weights") -> list[str]:
     """The `teachers.extract` command line that makes `teacher`'s hints for `split`."""
     cmd = [
@@ -101,48 +92,38 @@ def extract_command(builder, config, split, teacher, weights="/path/to/weights")
     return cmd
 
 
-def run(cmd: list[str]) -> None:
-    """Runs a command of the PyTorch side (which this process never imports)."""
-    logging.info("Running %s", shlex.join(cmd))
-    subprocess.run(cmd, check=True)
+def missing(builder, config, split: str, teachers) -> dict[str, str]:
+    """teacher → why its hints for `split` cannot be used, for those of `teachers` whose
+    hints are not complete."""
+    why = {t: problem(builder, split, t, config.hints_dir) for t in teachers}
+    return {t: reason for t, reason in why.items() if reason}
+
+
+def missing_report(builder, config, split: str, why: dict[str, str]) -> str:
+    """Each teacher of `why` (teacher → reason), its reason, and the command that makes its
+    hints."""
+    return "\n".join(
+        f"  {t}: {reason}\n    {shlex.join(extract_command(builder, config, split, t))}"
+        for t, reason in why.items()
+    )
 
 
 def make_hints(builder, config, split: str, teachers) -> None:
     """Makes `teachers`' hint shards for `split` complete, where this side can.
 
-    Synthetic teachers are trained (once per data directory) and run here, by process 0;
-    a real teacher's missing hints raise FileNotFoundError with the commands that extract
-    them (its weights are the user's).
+    The teachers this repository trains are made by `synthetic_assets`; a real teacher's
+    missing hints raise FileNotFoundError with the commands that extract them (its weights
+    are the user's).
     """
-    missing = {t: problem(builder, split, t, config.hints_dir) for t in teachers}
-    missing = {t: why for t, why in missing.items() if why}
-    if not missing:
-        return
-    manual = {t: why for t, why in missing.items() if t not in SELF_SERVE_TEACHERS}
+    absent = missing(builder, config, split, teachers)
+    manual = {t: why for t, why in absent.items() if t not in synthetic_assets.TEACHERS}
     if manual:
-        lines = [
-            f"  {t}: {why}\n    {shlex.join(extract_command(builder, config, split, t))}"
-            for t, why in manual.items()
-        ]
         raise FileNotFoundError(
             f"Teacher hints for the {split} split are not ready:\n"
-            + "\n".join(lines)
+            + missing_report(builder, config, split, manual)
             + "\nRun the command(s) above with the teacher's weights (README: Teachers)."
         )
-    if jax.process_index() == 0:
-        weights = synthetic_teacher_path(builder)
-        if not os.path.exists(weights):
-            run([sys.executable, "-m", "teachers.synthetic", f"--out={weights}"])
-        for teacher in missing:
-            run(extract_command(builder, config, split, teacher, weights))
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-
-        multihost_utils.sync_global_devices(f"hints {split}")
-    still = {t: problem(builder, split, t, config.hints_dir) for t in missing}
-    still = {t: why for t, why in still.items() if why}
-    if still:
-        raise RuntimeError(f"Hint extraction finished but the hints are incomplete: {still}")
+    synthetic_assets.make_hints(builder, config, split, list(absent))
 
 
 def ensure_hints(builder, config, split: str) -> None:

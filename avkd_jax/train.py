@@ -1,96 +1,44 @@
-"""Training: a plain-dict state, one jitted update step, the loop, checkpoints, evaluation."""
+"""Training: the loss terms, one jitted update step, and the loop.
 
-import contextlib
+The state and its optimizer are `state`'s, checkpoints and config.json `checkpoints`',
+the dataset and its assets `prepare`'s and `synthetic_assets`', preemption `preemption`'s.
+"""
+
+import dataclasses
 import functools
-import json
 import os
-import signal
-import threading
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
-from clu import metric_writers
+from clu import metric_writers, periodic_actions
 
 from avkd_jax import (
+    checkpoints,
     datasets,
     evaluate,
-    files,
     input_pipeline,
     losses,
     models,
     pictures,
+    prepare,
     pretrained,
     sharding,
+    synthetic_assets,
     teacher_hints,
 )
-from avkd_jax.datasets import overlap
-from avkd_jax.errors import CheckpointRestoreError, NonFiniteLossError
-
-# sysexits.h EX_TEMPFAIL: "try again later". `python -m avkd_jax.main` exits with it after
-# a preemption checkpoint, so a scheduler or script tells "rerun me" from "done" (0).
-PREEMPTED_EXIT_STATUS = 75
-
-
-class Preempted(Exception):
-    """Training stopped at a preemption notice (SIGTERM) after saving a checkpoint.
-
-    Attributes:
-      step: the step of that checkpoint; running the same command again resumes there.
-      directory: the checkpoint folder.
-    """
-
-    def __init__(self, step: int, directory: str):
-        self.step, self.directory = step, str(directory)
-        super().__init__(
-            f"Preempted at step {step}: checkpoint saved in {self.directory}. Run the same "
-            "command again to resume from it."
-        )
-
-
-def init_state(model, config, rng) -> dict:
-    """The train state as a plain dict: params, batch_stats, opt_state, step."""
-    variables = models.init_variables(model, config, rng)
-    params = variables["params"]
-    return {
-        "params": params,
-        "batch_stats": variables["batch_stats"],
-        "opt_state": make_optimizer(config).init(params),
-        "step": jnp.zeros([], jnp.int32),
-    }
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-    """Adam with a unit step: `train_step` scales the update by `learning_rate(...)`, so
-    the schedule lives outside the optimizer state and a checkpoint restores under either
-    schedule."""
-    del config
-    return optax.adam(1.0)
-
-
-def learning_rate(config, step, total_steps):
-    """The step size at `step` (0-based): config.learning_rate, or for
-    config.lr_schedule == 'cosine' the same decayed to 0 along a half cosine over
-    `total_steps`."""
-    if config.lr_schedule == "constant":
-        return jnp.asarray(config.learning_rate, jnp.float32)
-    if config.lr_schedule == "cosine":
-        if not total_steps:
-            raise ValueError("config.lr_schedule='cosine' needs the run's total number of steps")
-        progress = jnp.minimum(jnp.asarray(step, jnp.float32) / total_steps, 1.0)
-        return config.learning_rate * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-    raise ValueError(
-        f"config.lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}"
-    )
+from avkd_jax.checkpoints import checkpoint_manager, save_config
+from avkd_jax.errors import NonFiniteLossError
+from avkd_jax.preemption import Preempted, sigterm_notice
+from avkd_jax.state import learning_rate, make_optimizer, restore_or_init
 
 
 def loss_terms(params, batch_stats, batch, *, model, config):
-    """The total loss of DESIGN §3 over the global batch, and its terms.
+    """The total loss (docs/design.md, Model and losses) over the global batch, and its terms.
 
     `batch` holds `image` uint8 [B, H, W, 3], `audio` int16 [B, N] and, when α2 / α3 are
     not 0, `audio_hint` [B, D] and `visual_hint` [B, h, w] (an attention-like map, NaN
@@ -152,237 +100,240 @@ def compile_train_step(model, config, mesh, total_steps=None):
     )
 
 
-def checkpoint_manager(workdir, config) -> ocp.CheckpointManager:
-    """orbax's manager of `<workdir>/checkpoints`. Every process makes one and calls `save`
-    together (orbax coordinates the write: process 0 writes replicated arrays and the
-    metadata); a step's folder appears under its final name only once complete, so a run
-    killed mid-save resumes from the previous checkpoint."""
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=config.keep_checkpoints, create=True, enable_async_checkpointing=False
-    )
-    return ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), "checkpoints"), options=options
-    )
-
-
-def restore_or_init(model, config, mesh, manager, rng, init_visual_npz=None) -> dict:
-    """The latest checkpoint in `manager` if there is one, else a fresh state, replicated
-    (with the visual trunk from `init_visual_npz`, a converted ResNet18, when given)."""
-    replicated = sharding.replicated(mesh)
-    abstract = jax.eval_shape(functools.partial(init_state, model, config), rng)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract
-    )
-    latest = manager.latest_step()
-    if latest is not None:
-        logging.info("Resuming from checkpoint step %d in %s", latest, manager.directory)
-        try:
-            return manager.restore(latest, args=ocp.args.StandardRestore(abstract))
-        except Exception as e:  # orbax and TensorStore raise bare Exceptions on damaged files.
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointRestoreError(
-                f"{os.path.join(manager.directory, str(latest))}: cannot restore this "
-                f"checkpoint ({first[:300]}). Its files are damaged or belong to another "
-                "model: move that step's folder away to resume from an earlier step, or use a "
-                "fresh --workdir."
-            ) from e
-    state = jax.jit(functools.partial(init_state, model, config), out_shardings=replicated)(rng)
-    if init_visual_npz:
-        state = with_pretrained_visual_trunk(state, init_visual_npz, config, replicated)
-    return state
-
-
-def with_pretrained_visual_trunk(state, path, config, sharding) -> dict:
-    """`state` with the visual student's ResNet18 trunk (parameters and BatchNorm statistics)
-    taken from a converted `.npz` (DESIGN §3: ImageNet initialisation). Adam's moments start
-    at zero whatever the parameters, so the optimiser state stays as it is."""
-    trunk = pretrained.load_resnet18_npz(path, width=config.model.width)
-    logging.info("Visual trunk initialised from %s", path)
-    state = dict(state)
-    for collection in ("params", "batch_stats"):
-        tree = dict(state[collection])
-        tree["visual"] = dict(tree["visual"])
-        tree["visual"]["imgnet"] = jax.device_put(trunk[collection], sharding)
-        state[collection] = tree
-    return state
-
-
-def save_config(config, workdir, write=True):
-    """Writes config.json (what eval and localize rebuild the model from); refuses a
-    workdir trained with a different model."""
-    path = os.path.join(workdir, "config.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            try:
-                old = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(
-                    f"{path}: not valid JSON ({e}): not a workdir this code wrote; use a "
-                    "fresh --workdir."
-                ) from None
-        for key in ("model", "image_size", "sample_rate", "audio_seconds"):
-            new = json.loads(config.to_json())[key]
-            if old.get(key) != new:
-                raise ValueError(
-                    f"{workdir} holds a run with {key}={old.get(key)}, but this config "
-                    f"has {key}={new}: use a fresh --workdir."
-                )
-    if write and jax.process_index() == 0:
-        # Written aside and renamed: the other processes read this file at their start,
-        # and must never see it half written.
-        files.write_text(path, config.to_json(indent=2))
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains the AVC student as `config` says, checkpointing and evaluating in `workdir`.
 
     Returns the last evaluation's results (eval set → variant → summary; {} when
-    `config.eval_every_epochs` is 0). Raises `Preempted` after checkpointing on SIGTERM.
+    `config.eval_every_epochs` is 0). Raises `preemption.Preempted` after checkpointing on
+    SIGTERM, `NonFiniteLossError` (one step late) on a NaN or infinite loss.
     """
     os.makedirs(workdir, exist_ok=True)
     save_config(config, workdir)
+    mesh = _mesh(config)
+    builder, eval_sets = prepare.prepare_data(config)
+    steps_per_epoch, total_steps = _schedule(builder, config)
+    hint_sources = _hint_sources(builder, config)
+    model = models.create_model(config)
+    init_npz = _init_visual_npz(builder, config)
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-    mesh = sharding.create_mesh()
+    results = {}
+    with checkpoints.open_manager(workdir, config) as manager, sigterm_notice() as sigterm:
+        rng = jax.random.key(config.seed)
+        state = restore_or_init(model, config, mesh, manager, rng, init_npz, resume=True)
+        step = int(state["step"])
+        logging.info(
+            "%d train examples, %d steps per epoch, %d steps; starting at %d",
+            builder.info.splits[config.train_split].num_examples,
+            steps_per_epoch,
+            total_steps,
+            step,
+        )
+        epochs = _Epochs(
+            config,
+            builder,
+            hint_sources,
+            input_pipeline.process_train_files(builder, config, hint_sources),
+            steps_per_epoch,
+            compile_train_step(model, config, mesh, total_steps),
+            sharding.batch_sharded(mesh),
+            manager,
+            _TrainMetrics(writer, config, step),
+            sigterm,
+            total_steps,
+        )
+        for epoch in range(step // steps_per_epoch, config.num_epochs):
+            state, step = epochs.run(epoch, state, step)
+            every = config.eval_every_epochs
+            if every and ((epoch + 1) % every == 0 or epoch + 1 == config.num_epochs):
+                epochs.metrics.flush()
+                final = epoch + 1 == config.num_epochs
+                results = evaluate_and_report(
+                    model, state, eval_sets, config, mesh, workdir, baselines=final
+                )
+                _write_eval_scalars(writer, step, results)
+        epochs.metrics.flush()
+        if not results and config.eval_every_epochs:  # Already trained: report it again.
+            logging.info("%s is already trained to step %d: evaluating it.", workdir, step)
+            results = evaluate_and_report(model, state, eval_sets, config, mesh, workdir)
+    writer.flush()
+    return results
+
+
+def _mesh(config) -> jax.sharding.Mesh:
+    """The mesh of every device; refuses a batch it cannot split evenly."""
     if config.batch_size % jax.device_count():
         raise ValueError(
             f"config.batch_size={config.batch_size} must be divisible by the "
             f"{jax.device_count()} devices."
         )
-    local_batch = config.batch_size // jax.process_count()
+    groups = input_pipeline.num_input_groups(config)
     logging.info(
         "Process %d of %d: %d local devices of %d; input groups %s of %d.",
         jax.process_index(),
         jax.process_count(),
         jax.local_device_count(),
         jax.device_count(),
-        list(input_pipeline.process_groups(input_pipeline.num_input_groups(config))),
-        input_pipeline.num_input_groups(config),
+        list(input_pipeline.process_groups(groups)),
+        groups,
     )
+    return sharding.create_mesh()
 
-    builder = datasets.get_builder(config)
-    builder.download_and_prepare()
-    eval_sets = datasets.prepare_eval_sets(config, builder)
-    overlap.check_train_test_overlap(
-        builder, config.train_split, eval_sets, config.allow_test_overlap
-    )
-    num_train = builder.info.splits[config.train_split].num_examples
+
+def _schedule(builder, config) -> tuple[int, int]:
+    """(steps per epoch, total steps); refuses a split smaller than one batch and a bad
+    config.lr_schedule before any work."""
     steps_per_epoch = input_pipeline.steps_per_epoch(builder, config)
     if steps_per_epoch == 0:
+        num_train = builder.info.splits[config.train_split].num_examples
         raise ValueError(f"{num_train} training examples make no batch of {config.batch_size}.")
     total_steps = steps_per_epoch * config.num_epochs
-    learning_rate(config, 0, total_steps)  # A bad config.lr_schedule fails before the work.
-    teacher_hints.ensure_hints(builder, config, config.train_split)
-    hint_sources = teacher_hints.hint_sources(builder, config, config.train_split)
-    teacher_hints.check_counts(builder, config.train_split, hint_sources)
-    for source in hint_sources:
-        logging.info("Hints %s from teacher %s (%s)", source.names, source.teacher, source.spec)
+    learning_rate(config, 0, total_steps)
+    return steps_per_epoch, total_steps
 
-    model = models.create_model(config)
-    manager = checkpoint_manager(workdir, config)
-    init_npz = pretrained.resolve_npz(config.init_visual_npz, builder, config)
-    if not init_npz:
+
+def _hint_sources(builder, config) -> list:
+    """The train split's hint sources, made (synthetic teachers) and checked complete."""
+    synthetic_assets.make(builder, config)
+    teacher_hints.ensure_hints(builder, config, config.train_split)
+    sources = teacher_hints.hint_sources(builder, config, config.train_split)
+    teacher_hints.check_counts(builder, config.train_split, sources)
+    for source in sources:
+        logging.info("Hints %s from teacher %s (%s)", source.names, source.teacher, source.spec)
+    return sources
+
+
+def _init_visual_npz(builder, config) -> str | None:
+    """config.init_visual_npz as a path (None: random weights, with a warning)."""
+    path = pretrained.resolve_npz(config.init_visual_npz, builder, config)
+    if not path:
         logging.warning(
             "The visual student starts from random weights; the paper's starts from "
             "ImageNet (convert torchvision's with teachers.convert_resnet and pass "
             "--config.init_visual_npz)."
         )
-    state = restore_or_init(model, config, mesh, manager, jax.random.key(config.seed), init_npz)
-    step = int(state["step"])
-    step_fn = compile_train_step(model, config, mesh, total_steps)
-    data_sharding = sharding.batch_sharded(mesh)
-    logging.info(
-        "%d train examples, %d steps per epoch, %d steps; starting at %d",
-        num_train,
-        steps_per_epoch,
-        total_steps,
+    return path
+
+
+def _write_eval_scalars(writer, step, results) -> None:
+    writer.write_scalars(
         step,
+        {
+            f"eval/{name}/{k}": v
+            for name, r in results.items()
+            for k, v in r["AVC"].items()
+            if np.isscalar(v)
+        },
     )
-
-    read_files = input_pipeline.process_train_files(builder, config, hint_sources)
-    results = {}
-    pending, t0, t0_step = None, time.perf_counter(), step
-    with sigterm_notice() as sigterm_received:
-        for epoch in range(step // steps_per_epoch, config.num_epochs):
-            ds = input_pipeline.train_dataset(builder, config, epoch, local_batch, hint_sources)
-            ds = ds.skip(step - epoch * steps_per_epoch).take(steps_per_epoch)
-            batches = input_pipeline.prefetch_to_device(
-                input_pipeline.numpy_batches(ds, read_files),
-                config.prefetch_batches,
-                data_sharding,
-            )
-            for batch in batches:
-                state, metrics = step_fn(state, batch)
-                step += 1
-                # Read the previous step's metrics while this one runs: a NaN stops training
-                # one step late at most, and the device never waits for the host.
-                if pending is not None:
-                    t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
-                pending = (step, metrics)
-                # Every process asks at every step: with several, JAX's preemption service
-                # makes them agree on the step to stop at.
-                preempted = manager.reached_preemption(step) or sigterm_received()
-                if preempted or step % config.checkpoint_every_steps == 0 or step == total_steps:
-                    t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
-                    pending = None
-                    manager.save(step, args=ocp.args.StandardSave(state))
-                    writer.flush()  # The metrics up to a checkpoint outlive a kill -9.
-                    logging.info("Saved checkpoint step %d in %s", step, manager.directory)
-                if preempted:
-                    manager.wait_until_finished()
-                    raise Preempted(step, manager.directory)
-            if step < (epoch + 1) * steps_per_epoch:  # A shard emptied or cut between records.
-                input_pipeline.raise_short_shard(
-                    builder,
-                    config.train_split,
-                    read_files,
-                    f"Epoch {epoch} ended after step {step}, not {(epoch + 1) * steps_per_epoch}",
-                )
-            every = config.eval_every_epochs
-            if every and ((epoch + 1) % every == 0 or epoch + 1 == config.num_epochs):
-                if pending is not None:
-                    t0, t0_step = _check_and_log(writer, config, *pending, t0, t0_step)
-                    pending = None
-                final = epoch + 1 == config.num_epochs
-                results = evaluate_and_report(
-                    model, state, eval_sets, config, mesh, workdir, baselines=final
-                )
-                writer.write_scalars(
-                    step,
-                    {
-                        f"eval/{name}/{k}": v
-                        for name, r in results.items()
-                        for k, v in r["AVC"].items()
-                        if np.isscalar(v)
-                    },
-                )
-                writer.flush()
-    if not results and config.eval_every_epochs:  # Already trained: report it again.
-        logging.info("%s is already trained to step %d: evaluating it.", workdir, step)
-        results = evaluate_and_report(model, state, eval_sets, config, mesh, workdir)
-    manager.wait_until_finished()
     writer.flush()
-    return results
 
 
-@contextlib.contextmanager
-def sigterm_notice():
-    """Yields a function that says whether SIGTERM has arrived since entering.
+class _TrainMetrics:
+    """Each step's metrics: the loss checked one step late (read while the next step runs,
+    so the device never waits for the host), written every config.log_every_steps."""
 
-    One process without `jax.distributed`: a handler notes the signal and training goes on
-    to the end of its step, saves and stops (`Preempted`). With `jax.distributed`, JAX's
-    preemption service owns SIGTERM and the processes agree on the step to stop at
-    (`CheckpointManager.reached_preemption`); the function then always says False.
-    """
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    if jax.distributed.is_initialized() or not in_main_thread:
-        yield lambda: False
-        return
-    received = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-    try:
-        yield lambda: bool(received)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def __init__(self, writer, config, step: int):
+        self.writer, self.batch_size = writer, config.batch_size
+        self._pending = None
+        self._since = (step, time.monotonic())  # Where the next throughput counts from.
+        self._log = periodic_actions.PeriodicCallback(
+            every_steps=config.log_every_steps, callback_fn=self._write
+        )
+
+    def push(self, step: int, metrics: dict) -> None:
+        """Checks the previous step's metrics, then holds `metrics` (of `step`)."""
+        self.flush()
+        self._pending = (step, metrics)
+
+    def flush(self) -> None:
+        """Checks and logs the held metrics, if any. Raises NonFiniteLossError."""
+        if self._pending is None:
+            return
+        (step, metrics), self._pending = self._pending, None
+        loss = float(metrics["loss"])
+        if not np.isfinite(loss):
+            raise NonFiniteLossError(
+                f"Loss became {loss} at step {step} (terms: "
+                f"{ {k: float(v) for k, v in metrics.items()} }). The last good checkpoint is "
+                "kept; lower config.learning_rate or check the input data."
+            )
+        self._log(step, metrics=metrics)
+
+    def _write(self, step, t, metrics):
+        scalars = {f"train/{k}": float(v) for k, v in metrics.items()}
+        since_step, since_t = self._since
+        if step > since_step:
+            scalars["train/samples_per_second"] = (
+                (step - since_step) * self.batch_size / (t - since_t)
+            )
+        self.writer.write_scalars(step, scalars)
+        self._since = (step, t)
+
+
+@dataclasses.dataclass
+class _Epochs:
+    """What every epoch of one run shares; `run` trains one."""
+
+    config: ml_collections.ConfigDict
+    builder: object
+    hint_sources: list
+    read_files: list
+    steps_per_epoch: int
+    step_fn: object
+    data_sharding: jax.sharding.Sharding
+    manager: ocp.CheckpointManager
+    metrics: _TrainMetrics
+    sigterm_received: object
+    total_steps: int
+
+    def __post_init__(self):
+        self.checkpoint = periodic_actions.PeriodicCallback(
+            every_steps=self.config.checkpoint_every_steps,
+            on_steps=[self.total_steps],
+            callback_fn=self._save,
+        )
+        self.progress = periodic_actions.ReportProgress(num_train_steps=self.total_steps)
+
+    def run(self, epoch: int, state: dict, step: int) -> tuple[dict, int]:
+        """Trains epoch `epoch` from `step` (resumed mid-epoch: the steps taken skipped).
+        Returns the state and step after it. Raises `Preempted` after saving."""
+        c, first = self.config, epoch * self.steps_per_epoch
+        ds = input_pipeline.train_dataset(
+            self.builder, c, epoch, c.batch_size // jax.process_count(), self.hint_sources
+        )
+        ds = ds.skip(step - first).take(self.steps_per_epoch)
+        batches = input_pipeline.prefetch_to_device(
+            input_pipeline.numpy_batches(ds, self.read_files),
+            c.prefetch_batches,
+            self.data_sharding,
+        )
+        for batch in batches:
+            state, metrics = self.step_fn(state, batch)
+            step += 1
+            self.metrics.push(step, metrics)
+            self.progress(step)
+            # Every process asks at every step: with several, JAX's preemption service
+            # makes them agree on the step to stop at.
+            preempted = self.manager.reached_preemption(step) or self.sigterm_received()
+            if not self.checkpoint(step, state=state) and preempted:
+                self._save(step, time.monotonic(), state)
+            if preempted:
+                raise Preempted(step, self.manager.directory)
+        if step < first + self.steps_per_epoch:  # A shard emptied or cut between records.
+            input_pipeline.raise_short_shard(
+                self.builder,
+                c.train_split,
+                self.read_files,
+                f"Epoch {epoch} ended after step {step}, not {first + self.steps_per_epoch}",
+            )
+        return state, step
+
+    def _save(self, step, t, state):
+        """Checkpoints `state` at `step`, its metrics checked and written first."""
+        del t
+        self.metrics.flush()
+        self.manager.save(step, args=ocp.args.StandardSave(state))
+        self.metrics.writer.flush()  # The metrics up to a checkpoint outlive a kill -9.
+        logging.info("Saved checkpoint step %d in %s", step, self.manager.directory)
 
 
 def variables_of(state) -> dict:
@@ -428,58 +379,3 @@ def evaluate_workdir(config, workdir) -> dict:
     builder.download_and_prepare()
     eval_sets = datasets.prepare_eval_sets(config, builder)
     return evaluate_and_report(model, state, eval_sets, config, mesh, workdir)
-
-
-def import_npz(config, workdir, npz) -> str:
-    """--mode=import: a whole student from an `.npz` (`python -m teachers.convert_avc`, the
-    authors' released checkpoint) → `workdir` with config.json and a checkpoint at step 0,
-    which --mode=eval and `avkd_jax.localize` read. Returns the checkpoint folder."""
-    os.makedirs(workdir, exist_ok=True)
-    manager = checkpoint_manager(workdir, config)
-    if manager.latest_step() is not None:
-        raise FileExistsError(
-            f"{manager.directory} already holds a checkpoint (step {manager.latest_step()}): "
-            "import into a fresh --workdir."
-        )
-    if config.model.dtype != "float32":
-        # The authors' weights are evaluated in their arithmetic, whatever the config
-        # trains in: --mode=eval and localize read the dtype from this run's config.json.
-        logging.info("Importing into float32 (the config says %s)", config.model.dtype)
-        config = config.copy_and_resolve_references()
-        config.model.dtype = "float32"
-    model = models.create_model(config)
-    variables = pretrained.load_avc_npz(npz, model, config)
-    save_config(config, workdir)
-    replicated = sharding.replicated(sharding.create_mesh())
-    params = jax.device_put(variables["params"], replicated)
-    state = {
-        "params": params,
-        "batch_stats": jax.device_put(variables["batch_stats"], replicated),
-        # Adam's moments start at zero: a later --mode=train fine-tunes from here.
-        "opt_state": jax.device_put(make_optimizer(config).init(params), replicated),
-        "step": jax.device_put(jnp.zeros([], jnp.int32), replicated),
-    }
-    manager.save(0, args=ocp.args.StandardSave(state))
-    manager.wait_until_finished()
-    logging.info("Imported %s into %s (step 0)", npz, manager.directory)
-    return str(manager.directory)
-
-
-def _check_and_log(writer, config, step, metrics, t0, t0_step):
-    """Raises on a non-finite loss; on log steps writes the metrics and the throughput
-    since (t0, t0_step). Returns the (time, step) the next throughput counts from."""
-    loss = float(metrics["loss"])
-    if not np.isfinite(loss):
-        raise NonFiniteLossError(
-            f"Loss became {loss} at step {step} (terms: "
-            f"{ {k: float(v) for k, v in metrics.items()} }). The last good checkpoint is kept; "
-            "lower config.learning_rate or check the input data."
-        )
-    if step % config.log_every_steps == 0:
-        elapsed = time.perf_counter() - t0
-        scalars = {f"train/{k}": float(v) for k, v in metrics.items()}
-        if step > t0_step:
-            scalars["train/samples_per_second"] = (step - t0_step) * config.batch_size / elapsed
-        writer.write_scalars(step, scalars)
-        return time.perf_counter(), step
-    return t0, t0_step

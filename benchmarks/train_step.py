@@ -65,6 +65,7 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import torch_reference
 
 from avkd_jax import models, onednn_conv, sharding, train
+from avkd_jax import state as train_state
 
 P = jax.sharding.PartitionSpec
 # name → (config file, batch size; None: the config's own).
@@ -134,9 +135,9 @@ def jax_step(config, batch: dict):
     model = models.create_model(config)
     mesh = sharding.create_mesh()
     replicated = jax.sharding.NamedSharding(mesh, P())
-    state = jax.jit(functools.partial(train.init_state, model, config), out_shardings=replicated)(
-        jax.random.key(0)
-    )
+    state = jax.jit(
+        functools.partial(train_state.init_state, model, config), out_shardings=replicated
+    )(jax.random.key(0))
     batch = jax.device_put(batch, jax.sharding.NamedSharding(mesh, P("data")))
     start = time.perf_counter()
     # A run's length only sets the cosine schedule's values, not the step's cost.

@@ -156,7 +156,7 @@ def trained_run(tmp_path_factory):
     import sys
     import time
 
-    from avkd_jax import datasets, pretrained, teacher_hints, train
+    from avkd_jax import datasets, synthetic_assets, train
 
     start = time.perf_counter()
     root = tmp_path_factory.mktemp("trained_run")
@@ -166,7 +166,7 @@ def trained_run(tmp_path_factory):
     # The teachers' CLIs in child processes, as the trainer runs them (their data workers
     # must not fork this process, which holds TensorFlow's and JAX's threads), trained
     # shorter than on first use.
-    stand_in = pretrained.synthetic_resnet_path(builder, config)
+    stand_in = synthetic_assets.resnet18_path(builder, config)
     flags = [f"--{k}={v}" for k, v in TRAINED_RUN_STAND_IN.items()]
     flags += [f"--width={config.model.width:g}", f"--image_size={config.image_size}"]
     subprocess.run(
@@ -174,7 +174,7 @@ def trained_run(tmp_path_factory):
         cwd=REPO,
         check=True,
     )
-    teachers = teacher_hints.synthetic_teacher_path(builder)
+    teachers = synthetic_assets.teacher_weights_path(builder)
     flags = [f"--{k}={v}" for k, v in TRAINED_RUN_TEACHERS.items()]
     subprocess.run(
         [sys.executable, "-m", "teachers.synthetic", f"--out={teachers}", "--no_progress", *flags],

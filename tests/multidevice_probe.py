@@ -19,13 +19,14 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from conftest import tiny_config  # pylint: disable=g-import-not-at-top
 
 from avkd_jax import input_pipeline, models, sharding, train  # pylint: disable=g-import-not-at-top
+from avkd_jax import state as train_state  # pylint: disable=g-import-not-at-top
 
 
 def main():
     config = tiny_config("/nonexistent")
     model = models.create_model(config)
     mesh = sharding.create_mesh()
-    state = train.restore_or_init(model, config, mesh, _NoCheckpoints(), jax.random.key(0))
+    state = train_state.restore_or_init(model, config, mesh, _NoCheckpoints(), jax.random.key(0))
     step = train.compile_train_step(model, config, mesh)
     data = sharding.batch_sharded(mesh)
     rng = np.random.default_rng(0)

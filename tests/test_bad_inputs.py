@@ -35,6 +35,7 @@ from test_video import sine, write_clip
 from torch_reference import random_avc, write_avc_npz
 
 from avkd_jax import (
+    checkpoints,
     datasets,
     input_pipeline,
     localize,
@@ -45,6 +46,7 @@ from avkd_jax import (
     teacher_hints,
     train,
 )
+from avkd_jax import state as train_state
 from avkd_jax.datasets import (
     av_builder,
     flickr_layout,
@@ -253,7 +255,7 @@ def workdir_with_config(ctx, **overrides):
         config[k] = v
     workdir = ctx.path("run")
     os.makedirs(workdir, exist_ok=True)
-    train.save_config(config, workdir)
+    checkpoints.save_config(config, workdir)
     return workdir
 
 
@@ -266,8 +268,8 @@ def copied_run(ctx):
 
 def restore(workdir):
     config = tiny_config(os.path.join(workdir, "unused"))
-    manager = train.checkpoint_manager(workdir, config)
-    return lambda: train.restore_or_init(
+    manager = checkpoints.checkpoint_manager(workdir, config)
+    return lambda: train_state.restore_or_init(
         models.create_model(config), config, sharding.create_mesh(), manager, jax.random.key(0)
     )
 
@@ -447,14 +449,14 @@ def _another_model(ctx):
     workdir = workdir_with_config(ctx)
     c = tiny_config(ctx.tmp / "data")
     c.model.embed_dim = 32
-    return (lambda: train.save_config(c, workdir)), f"{workdir} holds a run with model="
+    return (lambda: checkpoints.save_config(c, workdir)), f"{workdir} holds a run with model="
 
 
 def _another_rate(ctx):
     workdir = workdir_with_config(ctx)
     c = tiny_config(ctx.tmp / "data")
     c.sample_rate = 16000
-    return (lambda: train.save_config(c, workdir)), "sample_rate=16000"
+    return (lambda: checkpoints.save_config(c, workdir)), "sample_rate=16000"
 
 
 def _corrupt_config_json(ctx):
@@ -463,7 +465,9 @@ def _corrupt_config_json(ctx):
     path = os.path.join(workdir, "config.json")
     with open(path, "w") as f:
         f.write('{"model": {"width": 0.125,')
-    return (lambda: train.save_config(tiny_config(ctx.tmp), workdir)), f"{path}: not valid JSON"
+    return (
+        lambda: checkpoints.save_config(tiny_config(ctx.tmp), workdir)
+    ), f"{path}: not valid JSON"
 
 
 def _alpha_without_teachers(ctx):
@@ -1421,7 +1425,7 @@ def _avc_other_width(ctx):
 def _orbax_damaged(ctx, damage):
     workdir, step_dir = copied_run(ctx)
     damage(step_dir)
-    return restore(workdir), f"{step_dir}: cannot restore this checkpoint"
+    return restore(workdir), f"{os.path.dirname(step_dir)}: no checkpoint restores (step 1: "
 
 
 def _biggest_data_file(step_dir):
@@ -1435,7 +1439,7 @@ def _import_into_used(ctx):
     workdir, _ = copied_run(ctx)
     config = tiny_config(ctx.tmp)
     return (
-        lambda: train.import_npz(config, workdir, ctx.path("avc.npz")),
+        lambda: train_state.import_npz(config, workdir, ctx.path("avc.npz")),
         f"{workdir}/checkpoints already holds a checkpoint (step 1)",
     )
 
@@ -1559,16 +1563,16 @@ CHECKPOINT_CASES = [
         "orbax-truncated-array",
         "checkpoint",
         "a checkpoint's array data file cut short",
-        train.CheckpointRestoreError,
+        checkpoints.CheckpointRestoreError,
         lambda ctx: _orbax_damaged(ctx, lambda d: cut(_biggest_data_file(d))),
-        "`<workdir>/checkpoints/<step>: cannot restore this checkpoint`: move that step away to "
-        "resume from an earlier one.",
+        "`<workdir>/checkpoints: no checkpoint restores (step <n>: ...)`: use a fresh --workdir "
+        "(a damaged newest step alone is skipped, with a warning, for the newest that restores).",
     ),
     Case(
         "orbax-missing-metadata",
         "checkpoint",
         "a checkpoint's _METADATA deleted",
-        train.CheckpointRestoreError,
+        checkpoints.CheckpointRestoreError,
         lambda ctx: _orbax_damaged(
             ctx, lambda d: os.remove(os.path.join(d, "default", "_METADATA"))
         ),
@@ -1757,11 +1761,11 @@ def saved_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("saved") / "run"
     config = tiny_config(workdir.parent / "data")
     os.makedirs(workdir)
-    train.save_config(config, str(workdir))
-    manager = train.checkpoint_manager(str(workdir), config)
+    checkpoints.save_config(config, str(workdir))
+    manager = checkpoints.checkpoint_manager(str(workdir), config)
     # Random values of the train state's shapes: no compilation, and files worth damaging.
     abstract = jax.eval_shape(
-        functools.partial(train.init_state, models.create_model(config), config),
+        functools.partial(train_state.init_state, models.create_model(config), config),
         jax.random.key(0),
     )
     rng = np.random.default_rng(0)

@@ -10,6 +10,7 @@ import torch
 from conftest import REPO, random_batch, tiny_config
 
 from avkd_jax import models, pretrained, train
+from avkd_jax import state as train_state
 from teachers import convert_avc
 
 # bfloat16 keeps 8 bits of mantissa (relative rounding 2^-9 ≈ 0.2%). Through two random
@@ -63,7 +64,9 @@ def test_bfloat16_keeps_float32_parameters_and_state(tmp_path):
     config.model.dtype = "bfloat16"
     model = models.create_model(config)
     assert model.dtype == jnp.bfloat16
-    state = jax.eval_shape(lambda rng: train.init_state(model, config, rng), jax.random.key(0))
+    state = jax.eval_shape(
+        lambda rng: train_state.init_state(model, config, rng), jax.random.key(0)
+    )
     batch = jax.tree.map(jnp.asarray, random_batch(config))
     new_state, metrics = jax.eval_shape(
         lambda s, b: train.train_step(s, b, model=model, config=config), state, batch

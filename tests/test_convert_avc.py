@@ -17,7 +17,8 @@ import torch
 from conftest import REPO, load_config, tiny_config
 from torch_reference import TorchAVC, random_avc, save_as_released
 
-from avkd_jax import audio, evaluate, localize, models, pretrained, train
+from avkd_jax import audio, evaluate, localize, models, pretrained
+from avkd_jax import state as train_state
 from teachers import convert_avc
 from teachers.convert_resnet import ConversionError
 
@@ -81,7 +82,7 @@ def test_imported_checkpoint_gives_the_reference_maps(tmp_path):
 
     # A second import into the same workdir would overwrite a run: refused.
     with pytest.raises(FileExistsError, match="already holds a checkpoint"):
-        train.import_npz(config, str(workdir), npz)
+        train_state.import_npz(config, str(workdir), npz)
 
 
 def test_paper_sized_checkpoint_fits_the_paper_config(tmp_path):

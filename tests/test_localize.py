@@ -16,7 +16,8 @@ from conftest import REPO, tiny_config
 from PIL import Image
 from torch_reference import random_avc, random_resnet, write_avc_npz, write_resnet_npz
 
-from avkd_jax import datasets, evaluate, input_pipeline, localize, pictures, sharding, train
+from avkd_jax import checkpoints, datasets, evaluate, input_pipeline, localize, pictures, sharding
+from avkd_jax import state as train_state
 from avkd_jax.datasets import synthetic_world
 from avkd_jax.errors import MediaError
 
@@ -29,7 +30,7 @@ def random_run(tmp_path_factory):
     config = tiny_config(root / "data")
     config.image_size = 96
     npz = write_avc_npz(random_avc(config.model.width, config.model.embed_dim), root / "avc.npz")
-    train.import_npz(config, str(root / "run"), npz)
+    train_state.import_npz(config, str(root / "run"), npz)
     return str(root / "run")
 
 
@@ -152,7 +153,7 @@ def test_clear_errors(random_run, tmp_path):
     empty.mkdir()
     with pytest.raises(localize.RunError, match="empty_workdir/config.json does not exist"):
         localize.localize(str(empty), image=str(good_image), audio=str(good_audio))
-    train.save_config(tiny_config(tmp_path / "d"), str(empty))
+    checkpoints.save_config(tiny_config(tmp_path / "d"), str(empty))
     with pytest.raises(localize.RunError, match=r"No checkpoint in .*empty_workdir/checkpoints"):
         localize.localize(str(empty), image=str(good_image), audio=str(good_audio))
 

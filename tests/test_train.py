@@ -14,7 +14,8 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import random_batch, tiny_config
 
-from avkd_jax import models, train
+from avkd_jax import checkpoints, models, train
+from avkd_jax import state as train_state
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -104,11 +105,11 @@ def test_eval_without_checkpoint_says_so(tiny, tmp_path):
 
 
 def test_workdir_of_another_model_is_refused(tiny, tmp_path):
-    train.save_config(tiny, str(tmp_path))
+    checkpoints.save_config(tiny, str(tmp_path))
     other = tiny.copy_and_resolve_references()
     other.model.width = 0.5
     with pytest.raises(ValueError, match="use a fresh --workdir"):
-        train.save_config(other, str(tmp_path))
+        checkpoints.save_config(other, str(tmp_path))
 
 
 def test_config_json_is_never_seen_half_written(tiny, tmp_path, monkeypatch):
@@ -126,8 +127,8 @@ def test_config_json_is_never_seen_half_written(tiny, tmp_path, monkeypatch):
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", recording_open)
-    train.save_config(tiny, str(tmp_path))
-    train.save_config(tiny, str(tmp_path))
+    checkpoints.save_config(tiny, str(tmp_path))
+    checkpoints.save_config(tiny, str(tmp_path))
     assert opened and "config.json" not in opened
     assert sorted(os.listdir(tmp_path)) == ["config.json"]
     with real_open(tmp_path / "config.json") as f:
@@ -140,15 +141,17 @@ def test_learning_rate_schedules(tiny):
     c = tiny.copy_and_resolve_references()
     c.learning_rate = 2e-3
     steps = np.arange(0, 12)
-    assert np.all(np.asarray(train.learning_rate(c, steps, 10)) == np.float32(2e-3))
+    assert np.all(np.asarray(train_state.learning_rate(c, steps, 10)) == np.float32(2e-3))
     c.lr_schedule = "cosine"
     expected = 2e-3 * 0.5 * (1 + np.cos(np.pi * np.minimum(steps / 10, 1)))
-    np.testing.assert_allclose(train.learning_rate(c, steps, 10), expected, rtol=1e-5, atol=1e-10)
+    np.testing.assert_allclose(
+        train_state.learning_rate(c, steps, 10), expected, rtol=1e-5, atol=1e-10
+    )
     with pytest.raises(ValueError, match="total number of steps"):
-        train.learning_rate(c, 0, None)
+        train_state.learning_rate(c, 0, None)
     c.lr_schedule = "linear"
     with pytest.raises(ValueError, match="config.lr_schedule must be 'constant' or 'cosine'"):
-        train.learning_rate(c, 0, 10)
+        train_state.learning_rate(c, 0, 10)
 
 
 def test_train_step_moves_weights_by_the_scheduled_rate(tmp_path):
@@ -158,7 +161,7 @@ def test_train_step_moves_weights_by_the_scheduled_rate(tmp_path):
     config = tiny_config(tmp_path)
     config.learning_rate = 1e-3
     model = models.create_model(config)
-    start = jax.jit(lambda rng: train.init_state(model, config, rng))(jax.random.key(0))
+    start = jax.jit(lambda rng: train_state.init_state(model, config, rng))(jax.random.key(0))
     batch = random_batch(config)
     total = 8
     cases = (("constant", (6,)), ("cosine", (0, 2, 8)))
