@@ -35,7 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.prepare_workers = 0  # Threads decoding raw clips when a dataset is built; 0: per CPU.
     c.train_split = "train"
     c.eval_split = "test"
-    c.eval_format = "flickr"  # Ground-truth map rule of DESIGN §4: 'flickr' or 'vggss'.
+    c.eval_format = (
+        "flickr"  # Ground-truth map rule of docs/design.md, Evaluation: 'flickr' or 'vggss'.
+    )
     # Sets to evaluate on: 'flickr_test', 'vggss_test', 'synthetic_test'; empty: the
     # dataset's own test set. A set of another dataset needs its raw root here.
     c.eval_sets = ()
@@ -66,7 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
     # (BENCHMARKS.md); on GPUs it is the usual choice. 'float32': the authors' arithmetic
     # (`--mode=import` always evaluates their weights in float32).
     c.model.dtype = "bfloat16"
-    # The visual student's initialisation (DESIGN §3): torchvision's ImageNet ResNet18
+    # The visual student's initialisation (docs/design.md, Model and losses): torchvision's ImageNet ResNet18
     # converted by `python -m teachers.convert_resnet` (None: random, unlike the paper);
     # 'synthetic': the synthetic world's stand-in, trained on first use.
     c.init_visual_npz = ml_collections.FieldReference(None, field_type=str)
@@ -96,7 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every_epochs = 10  # And after the last epoch; 0: never (--mode=eval later).
     c.eval_batch_size = 64
 
-    # Object-guided inference (paper §3.5, DESIGN §4). OG-AVC fuses the student's map with
+    # Object-guided inference (paper §3.5, docs/design.md, Evaluation). OG-AVC fuses the student's map with
     # the object map of an ImageNet ResNet18 (a `teachers.convert_resnet` .npz, any width;
     # by default the file the visual student started from; None: the OG variants are
     # skipped, with a note): (1 − og_alpha)·AVC + og_alpha·object. OG-AVC-DETR adds the

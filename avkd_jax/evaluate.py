@@ -20,7 +20,7 @@ from avkd_jax.datasets import hint_shards
 from avkd_jax.losses import resize_bilinear
 
 # =====================================================================================
-# The LVS / EZ-VSL evaluation protocol (DESIGN.md section 4), in numpy.
+# The LVS / EZ-VSL evaluation protocol (docs/design.md, Evaluation), in numpy.
 #
 # These follow the reference test code number for number (including its int truncations,
 # its median index and its float thresholds 0.05 * i), because published cIoU / AUC
@@ -186,7 +186,7 @@ MAP_SIZE = 224
 
 
 def model_maps(model, variables, image, pcm):
-    """Localisation maps `[B, h, w]`: the diagonal S[i, i] of DESIGN §4 (τ omitted: the
+    """Localisation maps `[B, h, w]`: the diagonal S[i, i] of docs/design.md, Evaluation (τ omitted: the
     maps are min-max normalised afterwards, so a positive scale changes nothing)."""
     audio_emb, visual_map = model.apply(variables, image, pcm, train=False)
     return jnp.einsum("bhwc,bc->bhw", visual_map, audio_emb)
@@ -270,7 +270,7 @@ def peak_object(pred, boxes_xyxy) -> int:
 
 
 # ---------------------------------------------------------------------------------------
-# Object-guided inference (paper §3.5, DESIGN §4): the object map and the fusions.
+# Object-guided inference (paper §3.5, docs/design.md, Evaluation): the object map and the fusions.
 # ---------------------------------------------------------------------------------------
 
 STUDENT = "AVC"
@@ -450,7 +450,7 @@ def evaluate_split_details(
     picture_ids=(),
 ) -> SplitEval:
     """Evaluates models, their object-guided fusions and with `baselines` the two map
-    baselines on `split` with the protocol of DESIGN §4.
+    baselines on `split` with the protocol of docs/design.md, Evaluation.
 
     Args:
       variants: name → `{'params', 'batch_stats'}` of `model`, e.g. {'AVC': trained,

@@ -1,4 +1,4 @@
-"""Losses of AVKD (DESIGN.md section 3) as pure jax.numpy functions.
+"""Losses of AVKD (docs/design.md, Model and losses) as pure jax.numpy functions.
 
 Indices: i runs over audio clips, j over images; both over the same (global) batch, so
 the matching pairs lie on the diagonal.

@@ -1,7 +1,7 @@
 """The device mesh and the two shardings everything uses: replicated, and split on the batch.
 
-One process per host; every device of every process is on one `data` axis (DESIGN: scaling
-out in docs/design.md). XLA inserts the collectives: no pmap, no hand-written all-gather.
+One process per host; every device of every process is on one `data` axis (docs/design.md,
+Scaling out). XLA inserts the collectives: no pmap, no hand-written all-gather.
 """
 
 import jax

@@ -74,7 +74,7 @@ SHAPES = {
     "paper32": ("flickr10k", 32),
     "synthetic": ("synthetic", None),
 }
-# The released code's audio (DESIGN §6: 257×554 spectrograms), the length the paper's
+# The released code's audio (docs/design.md, Paper text and released code: 257×554 spectrograms), the length the paper's
 # 7.2 G was most likely counted at: N = 554·238 + 274 samples at 22,050 Hz.
 RELEASED_CODE_SECONDS = (554 * 238 + 274) / 22050
 

@@ -1,4 +1,4 @@
-"""The synthetic world (DESIGN §5), sized so `make demo` trains and evaluates on 2 CPU cores.
+"""The synthetic world (docs/design.md, The synthetic world), sized so `make demo` trains and evaluates on 2 CPU cores.
 
 Everything but the sizes is the paper's pipeline: the same builder features, the same
 augmentation, spectrogram, loss and evaluation protocol. The world is generated on first

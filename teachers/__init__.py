@@ -1,4 +1,4 @@
-"""The PyTorch side of avkd-jax: frozen teachers and their hint extraction (DESIGN §2–§3).
+"""The PyTorch side of avkd-jax: frozen teachers and their hint extraction (docs/design.md, Data flow; Model and losses).
 
 Never imports jax. Modules:
   extract.py         python -m teachers.extract: TFDS data shards → hint shards

@@ -4,7 +4,7 @@
     python -m avkd_jax.main --config=configs/flickr144k.py --workdir=runs/authors \\
         --mode=import --npz=avc.npz
 
-The checkpoint (DESIGN §3) is a `state_dict`, possibly under `model` (or `state_dict`),
+The checkpoint (docs/design.md, Model and losses) is a `state_dict`, possibly under `model` (or `state_dict`),
 possibly with `module.` prefixes, holding
   imgnet.*                   a torchvision ResNet18 without fc (the visual trunk),
   img_proj.{weight,bias}     Conv2d 512 → D, 1 × 1,

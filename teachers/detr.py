@@ -1,4 +1,4 @@
-"""DETR visual hints (DESIGN §3): the decoder's cross-attention map, or backbone features.
+"""DETR visual hints (docs/design.md, Model and losses): the decoder's cross-attention map, or backbone features.
 
 Weights: a local directory in `save_pretrained` format, e.g. a snapshot of
 `facebook/detr-resnet-50`. That snapshot's default revision uses a timm ResNet-50, which

@@ -1,4 +1,4 @@
-"""Hint shards that mirror a prepared TFDS split record for record (DESIGN §2).
+"""Hint shards that mirror a prepared TFDS split record for record (docs/design.md, Data flow).
 
     python -m teachers.extract --data_dir=data --dataset=synthetic_av/CONFIG --split=train \
         --teacher=synthetic --weights=data/synthetic_teachers/teachers.pt --verify

@@ -1,4 +1,4 @@
-"""PANNs Cnn14 audio hints (DESIGN §3): the 2048-d `embedding` of 32 kHz audio.
+"""PANNs Cnn14 audio hints (docs/design.md, Model and losses): the 2048-d `embedding` of 32 kHz audio.
 
 The architecture is the one in the installed `panns-inference` package, but the package
 is never imported: its `__init__` runs `config.py`, which shells out to `wget` a label CSV

@@ -1,4 +1,4 @@
-"""Small teachers for the synthetic world (DESIGN §5), trained here with labels.
+"""Small teachers for the synthetic world (docs/design.md, The synthetic world), trained here with labels.
 
 They stand in for DETR and PANNs on the procedural world: trained on a different task and
 different data from the students' (labelled single objects and single sounds, from a seed

@@ -1,7 +1,7 @@
 """The synthetic world's "ImageNet" ResNet18: the stand-in for torchvision's pretrained one.
 
 In the paper the visual student starts from an ImageNet-classification ResNet18 and the
-object-guided inference reads that network's layer4 map (DESIGN §3, §4). The synthetic
+object-guided inference reads that network's layer4 map (docs/design.md, Model and losses; Evaluation). The synthetic
 world has no ImageNet, so this trains its stand-in: a ResNet18 with the student's layout
 (`torch_resnet.resnet18(width=...)`) classifying the world's labelled single objects into
 its 8 classes, a different task on different images (a seed stream of their own) from the

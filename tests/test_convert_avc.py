@@ -1,6 +1,6 @@
 """The authors' PyTorch AVC checkpoint → our parameters (`teachers.convert_avc`, --mode=import).
 
-The reference is a PyTorch AVC built here to the checkpoint's key layout (DESIGN §3) from
+The reference is a PyTorch AVC built here to the checkpoint's key layout (docs/design.md, Model and losses) from
 `teachers/torch_resnet.py` (torchvision's ResNet18) with random weights and BatchNorm
 statistics, run as the authors' code runs it: 1×1 conv projection and L2 norm of the image
 map, global max pool, linear projection and L2 norm of the audio embedding, and the map

@@ -1,4 +1,4 @@
-"""Object-guided inference (paper §3.5, DESIGN §4): the object map and the fusions.
+"""Object-guided inference (paper §3.5, docs/design.md, Evaluation): the object map and the fusions.
 
 The fusion arithmetic is checked on hand-made maps whose thresholds and cIoUs are worked
 out by hand, the resizing against torch, and the object map against the same computation

@@ -1,4 +1,4 @@
-"""Tests for avkd_jax.datasets.synthetic_world (DESIGN.md section 5)."""
+"""Tests for avkd_jax.datasets.synthetic_world (docs/design.md, The synthetic world)."""
 
 import io
 import itertools

@@ -7,7 +7,7 @@ Kept free of TensorFlow at import time: the builder modules are imported on firs
 import collections
 import os
 
-# (builder, split, ground-truth format of DESIGN §4) of one evaluation set.
+# (builder, split, ground-truth format of docs/design.md, Evaluation) of one evaluation set.
 EvalSet = collections.namedtuple("EvalSet", ["builder", "split", "fmt"])
 
 

@@ -1,4 +1,4 @@
-"""Hint shards: teacher outputs stored beside the data shards, record for record (DESIGN §2).
+"""Hint shards: teacher outputs stored beside the data shards, record for record (docs/design.md, Data flow).
 
 `python -m teachers.extract` writes, for every TFDS data shard `<dir>/<name>`, a hint shard
 `<hints_dir>/<name>.hints-<teacher>` (a TFRecord file) whose i-th record holds the `id` of

@@ -26,7 +26,7 @@ from avkd_jax.errors import MediaError
 FLICKR, VGGSOUND, SYNTHETIC = "flickr_soundnet", "vggsound", "synthetic_av"
 REAL_DATASETS = (FLICKR, VGGSOUND)
 
-# Evaluation sets: name → (dataset, ground-truth format of DESIGN §4).
+# Evaluation sets: name → (dataset, ground-truth format of docs/design.md, Evaluation).
 EVAL_SETS = {
     "flickr_test": (FLICKR, "flickr"),
     "vggss_test": (VGGSOUND, "vggss"),

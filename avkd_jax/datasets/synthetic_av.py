@@ -1,4 +1,4 @@
-"""TFDS builder for the synthetic audio-visual world (DESIGN.md §5).
+"""TFDS builder for the synthetic audio-visual world (docs/design.md, The synthetic world).
 
 The world is first written in the Flickr-SoundNet raw layout by
 `avkd_jax.datasets.synthetic_world` (frames/*.jpg, audio/*.wav, Annotations/*.xml, a train

@@ -1,4 +1,4 @@
-"""The procedural audio-visual world (DESIGN.md section 5).
+"""The procedural audio-visual world (docs/design.md, The synthetic world).
 
 K object classes, each a visual SHAPE (colour and size random per instance, so neither
 gives the class away) and a SOUND (class-specific pitch / timbre / rhythm with
@@ -59,7 +59,7 @@ SAMPLE_RATE = 22050
 # new scenes (WORLD.json records it).
 WORLD_VERSION = 1
 
-# Scene statistics (DESIGN.md section 5). Sounding objects and distractors share them, so
+# Scene statistics (docs/design.md, The synthetic world). Sounding objects and distractors share them, so
 # neither size nor aspect tells which object sounds.
 AREA_FRACTION_RANGE = (0.2, 0.45)
 ASPECT_RANGE = (0.75, 4.0 / 3.0)  # width / height, sampled log-uniformly
