@@ -5,11 +5,15 @@ process may use, glibc's malloc tunables, $XLA_FLAGS) does to either framework's
     python benchmarks/step_processes.py --preset=malloc    # glibc malloc kept, on huge pages
     python benchmarks/step_processes.py --shape=synthetic --rounds=8 \\
         --variant="torch=torch" --variant="jax_wide=jax XLA_FLAGS=--xla_cpu_prefer_vector_width=512"
+    python benchmarks/step_processes.py --dtype=float32 \\
+        --variant="new=jax" --variant="old=jax AVKD_BENCH_REPO=/tmp/old_checkout"
 
 A variant is `NAME=FRAMEWORK[@CPUS] [VAR=VALUE ...]`: `FRAMEWORK` is `jax` (our compiled
 step, with the configs' `xla_flags` as `avkd_jax.main` adds them) or `torch`
 (`torch_reference.py`, `torch.set_num_threads` = the process's cores); `CPUS` is a
-`taskset` list; the assignments are the process's extra environment. Each variant is
+`taskset` list; the assignments are the process's extra environment ($AVKD_BENCH_REPO: the
+checkout whose `avkd_jax` and `benchmarks/train_step.py` the worker runs, for comparing
+two commits in one run). Each variant is
 its own worker process (these settings are read when a process starts); after every
 worker has compiled and taken two warm-up steps, a round asks each for one step in turn,
 so the shared VM's drift falls on all alike. Reported per variant: median seconds per
@@ -47,18 +51,21 @@ PRESETS = {
 }
 
 
-def worker(framework: str, shape: str) -> None:
+def worker(framework: str, shape: str, dtype: str | None) -> None:
     """Builds one step, prints READY, then takes a step per line of stdin and prints
     `wall user system` seconds."""
-    sys.path.insert(0, REPO)
+    repo = os.path.abspath(os.environ.get("AVKD_BENCH_REPO", REPO))
+    sys.path.insert(0, repo)
     if framework == "jax":
         from avkd_jax import default_config, runtime
 
         runtime.add_xla_flags(default_config.base_config().xla_flags)
-    sys.path.insert(0, HERE)
-    import train_step  # This folder's: the steps, shapes and configs of the table.
+    sys.path.insert(0, os.path.join(repo, "benchmarks"))
+    import train_step  # That checkout's: the steps, shapes and configs of the table.
 
     config = train_step.load_config(*train_step.SHAPES[shape])
+    if dtype:
+        config.model.dtype = dtype
     batch = train_step.random_batch(config)
     if framework == "jax":
         step = train_step.jax_step(config, batch)[0]
@@ -98,10 +105,11 @@ def main(argv=None) -> None:
     p.add_argument(
         "--variant", action="append", default=[], help="NAME=FRAMEWORK[@CPUS] [VAR=VALUE ...]"
     )
+    p.add_argument("--dtype", help="the JAX workers' model.dtype (default: the config's)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        return worker(args.worker, args.shape)
+        return worker(args.worker, args.shape, args.dtype)
     # A one-core variant takes the first core this process may use.
     preset = [
         spec.format(first=min(os.sched_getaffinity(0))) for spec in PRESETS.get(args.preset, [])
@@ -117,6 +125,7 @@ def main(argv=None) -> None:
                 os.path.abspath(__file__),
                 f"--worker={framework}",
                 f"--shape={args.shape}",
+                *([f"--dtype={args.dtype}"] if args.dtype else []),
             ]
             if cpus:
                 command = ["taskset", "-c", cpus, *command]
