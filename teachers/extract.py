@@ -126,6 +126,50 @@ def write_hint_shard(builder, data_shard, out, teacher, spec, batch_size, rate, 
     return count
 
 
+def _prepare_outputs(outs, spec_file, partial_file, name, source, overwrite) -> None:
+    """Removes what --overwrite replaces and stale temporaries; refuses hints on disk that
+    another teacher (other weights) wrote."""
+    os.makedirs(os.path.dirname(spec_file), exist_ok=True)
+    if overwrite:
+        for path in [*outs, spec_file, partial_file]:
+            if os.path.exists(path):
+                os.remove(path)
+    remove_stale_temps(outs)
+    for path in (spec_file, partial_file):
+        if os.path.exists(path):
+            found = hint_shards.read_spec(path)
+            _same_teacher(found, hint_shards.HintSpec(name, found.shapes, source), path)
+
+
+def _compute_missing(
+    builder, todo, pending, total, name, load_teacher, spec, partial_file, batch_size, progress
+):
+    """Runs the teacher over the data shards in `todo` (pairs of data shard, hint shard);
+    returns (the spec, the examples computed)."""
+    from tqdm import tqdm
+
+    teacher = load_teacher()
+    wanted = hint_shards.HintSpec(name, teacher.shapes, teacher.source, total)
+    if spec is not None:
+        _same_teacher(spec, wanted, partial_file)
+    hint_shards.write_spec(partial_file, wanted)  # Pins the teacher until the split is done.
+    rate = data.sample_rate(builder) if "audio" in teacher.inputs else 0
+    computed = 0
+    with tqdm(total=pending, desc=f"{name} hints", unit="sample", disable=not progress) as bar:
+        for data_shard, out in todo:
+            computed += write_hint_shard(
+                builder,
+                data_shard,
+                out,
+                teacher,
+                wanted,
+                batch_size or teacher.batch_size,
+                rate,
+                bar,
+            )
+    return wanted, computed
+
+
 def extract_split(
     builder,
     split: str,
@@ -151,50 +195,34 @@ def extract_split(
       {'shards', 'written', 'kept', 'examples', 'computed' (examples run through the
       teacher now), 'seconds', 'spec'}.
     """
-    from tqdm import tqdm
-
     shards = data.split_shards(builder, split)
     outs = [hint_shards.hint_path(s, name, hints_dir) for s in shards]
     spec_file = hint_shards.spec_path(shards[0], name, hints_dir)
     partial_file = f"{spec_file}.partial"
-    os.makedirs(os.path.dirname(spec_file), exist_ok=True)
-    if overwrite:
-        for path in [*outs, spec_file, partial_file]:
-            if os.path.exists(path):
-                os.remove(path)
-    remove_stale_temps(outs)
-    for path in (spec_file, partial_file):
-        if os.path.exists(path):
-            found = hint_shards.read_spec(path)
-            _same_teacher(found, hint_shards.HintSpec(name, found.shapes, source), path)
-
+    _prepare_outputs(outs, spec_file, partial_file, name, source, overwrite)
     todo = [(s, o) for s, o in zip(shards, outs) if not os.path.exists(o)]
-    lengths = builder.info.splits[split].shard_lengths
     total = int(builder.info.splits[split].num_examples)
     start = time.time()
     computed = 0
     spec = hint_shards.read_spec(partial_file) if os.path.exists(partial_file) else None
     if todo:
-        teacher = load_teacher()
-        wanted = hint_shards.HintSpec(name, teacher.shapes, teacher.source, total)
-        if spec is not None:
-            _same_teacher(spec, wanted, partial_file)
-        spec = wanted
-        hint_shards.write_spec(partial_file, spec)  # Pins the teacher until the split is done.
-        rate = data.sample_rate(builder) if "audio" in teacher.inputs else 0
-        pending = sum(n for o, n in zip(outs, lengths) if not os.path.exists(o))
-        with tqdm(total=pending, desc=f"{name} hints", unit="sample", disable=not progress) as bar:
-            for data_shard, out in todo:
-                computed += write_hint_shard(
-                    builder,
-                    data_shard,
-                    out,
-                    teacher,
-                    spec,
-                    batch_size or teacher.batch_size,
-                    rate,
-                    bar,
-                )
+        pending = sum(
+            n
+            for o, n in zip(outs, builder.info.splits[split].shard_lengths)
+            if not os.path.exists(o)
+        )
+        spec, computed = _compute_missing(
+            builder,
+            todo,
+            pending,
+            total,
+            name,
+            load_teacher,
+            spec,
+            partial_file,
+            batch_size,
+            progress,
+        )
     if spec is None:  # Every shard was there already.
         if not os.path.exists(spec_file):
             raise errors.HintError(

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from avkd_jax import files
 from avkd_jax.datasets import synthetic_world as world
-from teachers import common, convert_resnet, synthetic, torch_resnet
+from teachers import common, convert_resnet, synthetic_data, torch_resnet
 
 FORMAT = "avkd-synthetic-imagenet-resnet18"
 VERSION = 1
@@ -97,7 +97,7 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 
 def _make_objects(task):
     stream, start, stop, seed, size = task
-    made = [synthetic.labelled_object(stream, i, seed) for i in range(start, stop)]
+    made = [synthetic_data.labelled_object(stream, i, seed) for i in range(start, stop)]
     classes = np.asarray([cls for _, cls, _ in made], np.int64)
     return resize(np.stack([image for image, _, _ in made]), size), classes
 
@@ -107,7 +107,7 @@ def generate(sets, seed: int, workers=None, progress=False) -> list:
 
     Args:
       sets: (stream, count, size) triples, all made by one pool of workers.
-      seed: the seed of the labelled-data namespace (`synthetic.NAMESPACE + seed`).
+      seed: the seed of the labelled-data namespace (`synthetic_data.NAMESPACE + seed`).
 
     Returns:
       per set, (uint8 images `[count, size, size, 3]`, int64 classes `[count]`).
@@ -118,7 +118,7 @@ def generate(sets, seed: int, workers=None, progress=False) -> list:
         for stream, count, size in sets
         for s in range(0, count, chunk)
     ]
-    parts = iter(synthetic.map_chunks(_make_objects, tasks, workers, progress, "objects"))
+    parts = iter(synthetic_data.map_chunks(_make_objects, tasks, workers, progress, "objects"))
     out = []
     for _, count, _ in sets:
         mine = [next(parts) for _ in range(0, count, chunk)]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from avkd_jax.datasets import synthetic_world as world
-from teachers import synthetic
+from teachers import synthetic, synthetic_data
 
 REPO = str(pathlib.Path(__file__).resolve().parents[1])
 
@@ -38,28 +38,28 @@ def exact_coverage(mask, grid=25):
 def test_cell_labels_follow_the_object_mask():
     mask = np.zeros((256, 256), bool)
     mask[30:141, 70:200] = world.shape_mask("star", 130, 111)
-    np.testing.assert_allclose(synthetic.cell_coverage(mask), exact_coverage(mask), atol=1e-5)
+    np.testing.assert_allclose(synthetic_data.cell_coverage(mask), exact_coverage(mask), atol=1e-5)
 
-    image, labels = synthetic.labelled_image("visual_train", 5, seed=0)
+    image, labels = synthetic_data.labelled_image("visual_train", 5, seed=0)
     assert image.shape == (200, 200, 3) and image.dtype == np.uint8
     assert labels.shape == (25, 25)
-    classes = set(np.unique(labels)) - {synthetic.BACKGROUND}
+    classes = set(np.unique(labels)) - {synthetic_data.BACKGROUND}
     assert len(classes) == 1  # one object, one class
     # Regenerating the same sample by hand: same rng stream, same object.
-    rng = np.random.default_rng([synthetic.NAMESPACE, synthetic.STREAMS["visual_train"], 5])
+    rng = np.random.default_rng([synthetic_data.NAMESPACE, synthetic_data.STREAMS["visual_train"], 5])
     canvas = world.render_background(rng)
     cls = int(rng.integers(world.NUM_CLASSES))
-    x0, y0, x1, y1 = box = synthetic._object_box(rng)
+    x0, y0, x1, y1 = box = synthetic_data._object_box(rng)
     full = np.zeros((256, 256), bool)
     full[y0:y1, x0:x1] = world.render_object(rng, cls, canvas, box)
     assert classes == {cls}
-    np.testing.assert_array_equal(labels != synthetic.BACKGROUND, exact_coverage(full) >= 0.5)
+    np.testing.assert_array_equal(labels != synthetic_data.BACKGROUND, exact_coverage(full) >= 0.5)
 
 
 def test_visual_hint_rule_hand_worked():
     k = world.NUM_CLASSES + 1
     logits = torch.full((2, k, 25, 25), -20.0)
-    logits[:, synthetic.BACKGROUND] = 0.0  # background everywhere ...
+    logits[:, synthetic_data.BACKGROUND] = 0.0  # background everywhere ...
     logits[0, 3, 2, 5] = 3.0  # ... but one clear detection, p ≈ e³/(e³+1) = 0.953
     logits[0, 1, 7, 7] = np.log(0.4 / 0.6)  # one at p = 0.4 (kept)
     logits[0, 2, 9, 9] = np.log(0.25 / 0.75)  # one at p = 0.25 (dropped)
