@@ -32,7 +32,7 @@ import scipy.fft
 from PIL import Image, ImageDraw
 
 from avkd_jax import files
-from avkd_jax.datasets import flickr_layout
+from avkd_jax.datasets import flickr_layout, media
 
 __all__ = [
     "ObjectClass",
@@ -751,7 +751,7 @@ def _write_scene(task) -> tuple[str, str, dict | None, int]:
         )
         for key in missing:
             if key == "image":
-                data = flickr_layout.encode_jpeg(scene["image"], quality=95)
+                data = media.encode_jpeg(scene["image"], quality=95)
             elif key == "audio":
                 data = _wav_bytes(scene["audio"], sample_rate)
             elif key == "swap":
