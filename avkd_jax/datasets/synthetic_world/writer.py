@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -24,6 +25,8 @@ WORLD_VERSION = 1
 
 TEST_ID_OFFSET = 9_000_000
 ID_DIGITS = 7
+# Parameters of a world being written: WORLD.json is written only once it is complete.
+PENDING_NAME = ".WORLD.pending.json"
 
 
 def scene_id(split: str, index: int) -> str:
@@ -61,6 +64,17 @@ def _scene_paths(root: str, split: str, id_: str, has_swap: bool) -> dict[str, s
     return paths
 
 
+def _scene_file_bytes(key: str, scene: dict[str, Any], id_: str, sample_rate: int) -> bytes:
+    """The bytes of one file of a scene; `key` as in `_scene_paths`."""
+    if key == "image":
+        return media.encode_jpeg(scene["image"], quality=95)
+    if key == "audio":
+        return _wav_bytes(scene["audio"], sample_rate)
+    if key == "swap":
+        return _wav_bytes(scene["swap_audio"], sample_rate)
+    return flickr_layout.flickr_annotation_bytes(scene["annotator_boxes"], id_)
+
+
 def _write_scene(task) -> tuple[str, str, dict | None, int]:
     """Worker: writes the missing files of one scene. Returns (split, id, meta, n_written)."""
     root, seed, split, index, sample_rate = task
@@ -75,15 +89,7 @@ def _write_scene(task) -> tuple[str, str, dict | None, int]:
             rng, layout, sample_rate, draw_objects=True, include_swap="swap" in missing
         )
         for key in missing:
-            if key == "image":
-                data = media.encode_jpeg(scene["image"], quality=95)
-            elif key == "audio":
-                data = _wav_bytes(scene["audio"], sample_rate)
-            elif key == "swap":
-                data = _wav_bytes(scene["swap_audio"], sample_rate)
-            else:
-                data = flickr_layout.flickr_annotation_bytes(scene["annotator_boxes"], id_)
-            files.write_bytes(paths[key], data)
+            files.write_bytes(paths[key], _scene_file_bytes(key, scene, id_, sample_rate))
     meta = None
     if split == "test":
         meta = {"objects": objects, "swap_index": swap_index}
@@ -127,6 +133,107 @@ def _check_params_file(path: str, params: dict) -> None:
         )
 
 
+def _check_counts(num_train: int, num_test: int) -> None:
+    if not 0 <= num_train <= TEST_ID_OFFSET:
+        raise ValueError(f"num_train must be in [0, {TEST_ID_OFFSET}], got {num_train}")
+    if not 0 <= num_test < 10**ID_DIGITS - TEST_ID_OFFSET:
+        raise ValueError(
+            f"num_test must be in [0, {10**ID_DIGITS - TEST_ID_OFFSET}), got {num_test}"
+        )
+
+
+def _remove_dead_writers_temporaries(directory: str) -> None:
+    """Deletes the temporary files in `directory` whose writing process no longer exists."""
+    for name in os.listdir(directory):
+        m = files.TMP_RE.search(name)
+        if m and not files.pid_alive(int(m.group(1))):
+            os.remove(os.path.join(directory, name))
+
+
+def _claim_root(root: str, params: dict[str, Any]) -> bytes:
+    """Checks that `root` holds no other world, prepares its folders and pins `params`.
+
+    Returns:
+      the bytes of WORLD.json, written by `_mark_complete` once every file is there.
+    Raises:
+      ValueError: WORLD.json or the pending parameters of an interrupted run differ.
+    """
+    done_path = os.path.join(root, "WORLD.json")
+    pending_path = os.path.join(root, PENDING_NAME)
+    # An interrupted world has no WORLD.json yet; the pending file still pins its params.
+    _check_params_file(done_path, params)
+    _check_params_file(pending_path, params)
+    params_bytes = (json.dumps(params, indent=2, sort_keys=True) + "\n").encode()
+    for sub in ("frames", "audio", "Annotations", "audio_swap"):
+        d = os.path.join(root, sub)
+        os.makedirs(d, exist_ok=True)
+        _remove_dead_writers_temporaries(d)
+    if not os.path.exists(done_path):
+        _write_if_changed(pending_path, params_bytes)
+    return params_bytes
+
+
+def _worker_count(workers: int | None, num_tasks: int) -> int:
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    return max(1, min(workers, num_tasks))
+
+
+@contextlib.contextmanager
+def _scene_results(tasks: list[tuple], workers: int) -> Iterator[Iterable[tuple]]:
+    """Yields the `_write_scene` results of `tasks`, from this process when workers == 1."""
+    if workers == 1:
+        yield map(_write_scene, tasks)
+        return
+    import multiprocessing
+
+    # spawn, not fork: callers (TFDS builders) may hold TF/JAX threads that a fork
+    # would copy in a locked state.
+    ctx = multiprocessing.get_context("spawn")
+    chunk = max(1, min(32, len(tasks) // (workers * 8)))
+    with ctx.Pool(workers) as pool:
+        yield pool.imap_unordered(_write_scene, tasks, chunksize=chunk)
+
+
+def _write_scenes(tasks: list[tuple], workers: int, progress: bool) -> tuple[dict[str, dict], int]:
+    """Writes the missing files of every scene. Returns (test id -> meta, files written)."""
+    from tqdm import tqdm
+
+    test_meta: dict[str, dict] = {}
+    written = 0
+    with (
+        tqdm(total=len(tasks), disable=not progress, desc="synthetic world", unit="scene") as bar,
+        _scene_results(tasks, workers) as results,
+    ):
+        for _, id_, meta, n in results:
+            written += n
+            if meta is not None:
+                test_meta[id_] = meta
+            bar.update(1)
+    return test_meta, written
+
+
+def _index_files(num_train: int, num_test: int, test_meta: dict[str, dict]) -> dict[str, bytes]:
+    """train.txt, test.csv and scenes.json: file name -> bytes."""
+    train_ids = [scene_id("train", i) for i in range(num_train)]
+    test_ids = [scene_id("test", i) for i in range(num_test)]
+    return {
+        "train.txt": "".join(f"{i}\n" for i in train_ids).encode(),
+        "test.csv": "".join(f"{i},0\r\n" for i in test_ids).encode(),
+        "scenes.json": (
+            json.dumps({i: test_meta[i] for i in test_ids}, indent=1, sort_keys=True) + "\n"
+        ).encode(),
+    }
+
+
+def _mark_complete(root: str, params_bytes: bytes) -> int:
+    """Writes WORLD.json and drops the pending parameters. Returns the files written (0/1)."""
+    written = _write_if_changed(os.path.join(root, "WORLD.json"), params_bytes)
+    pending_path = os.path.join(root, PENDING_NAME)
+    if os.path.exists(pending_path):
+        os.remove(pending_path)
+    return int(written)
+
+
 def write_world(
     root,
     num_train: int = 10000,
@@ -167,74 +274,13 @@ def write_world(
     Raises:
       ValueError: `root` already holds (part of) a world with other parameters.
     """
-    if not 0 <= num_train <= TEST_ID_OFFSET:
-        raise ValueError(f"num_train must be in [0, {TEST_ID_OFFSET}], got {num_train}")
-    if not 0 <= num_test < 10**ID_DIGITS - TEST_ID_OFFSET:
-        raise ValueError(
-            f"num_test must be in [0, {10**ID_DIGITS - TEST_ID_OFFSET}), got {num_test}"
-        )
+    _check_counts(num_train, num_test)
     root = os.path.abspath(os.fspath(root))
-    params = _world_params(num_train, num_test, seed, sample_rate)
-    done_path = os.path.join(root, "WORLD.json")
-    pending_path = os.path.join(root, ".WORLD.pending.json")
-    # An interrupted world has no WORLD.json yet; the pending file still pins its params.
-    _check_params_file(done_path, params)
-    _check_params_file(pending_path, params)
-    params_bytes = (json.dumps(params, indent=2, sort_keys=True) + "\n").encode()
-
-    for sub in ("frames", "audio", "Annotations", "audio_swap"):
-        d = os.path.join(root, sub)
-        os.makedirs(d, exist_ok=True)
-        for name in os.listdir(d):  # leftovers of killed writers
-            m = files.TMP_RE.search(name)
-            if m and not files.pid_alive(int(m.group(1))):
-                os.remove(os.path.join(d, name))
-    if not os.path.exists(done_path):
-        _write_if_changed(pending_path, params_bytes)
-
+    params_bytes = _claim_root(root, _world_params(num_train, num_test, seed, sample_rate))
     tasks = [(root, int(seed), "train", i, int(sample_rate)) for i in range(num_train)]
     tasks += [(root, int(seed), "test", i, int(sample_rate)) for i in range(num_test)]
-    workers = (os.cpu_count() or 1) if workers is None else int(workers)
-    workers = max(1, min(workers, len(tasks)))
-
-    from tqdm import tqdm
-
-    test_meta: dict[str, dict] = {}
-    written = 0
-    with tqdm(total=len(tasks), disable=not progress, desc="synthetic world", unit="scene") as bar:
-
-        def consume(results):
-            nonlocal written
-            for split, id_, meta, n in results:
-                written += n
-                if meta is not None:
-                    test_meta[id_] = meta
-                bar.update(1)
-
-        if workers == 1:
-            consume(map(_write_scene, tasks))
-        else:
-            import multiprocessing
-
-            # spawn, not fork: callers (TFDS builders) may hold TF/JAX threads that a fork
-            # would copy in a locked state.
-            ctx = multiprocessing.get_context("spawn")
-            chunk = max(1, min(32, len(tasks) // (workers * 8)))
-            with ctx.Pool(workers) as pool:
-                consume(pool.imap_unordered(_write_scene, tasks, chunksize=chunk))
-
-    train_ids = [scene_id("train", i) for i in range(num_train)]
-    test_ids = [scene_id("test", i) for i in range(num_test)]
-    index_files = {
-        "train.txt": "".join(f"{i}\n" for i in train_ids).encode(),
-        "test.csv": "".join(f"{i},0\r\n" for i in test_ids).encode(),
-        "scenes.json": (
-            json.dumps({i: test_meta[i] for i in test_ids}, indent=1, sort_keys=True) + "\n"
-        ).encode(),
-    }
-    for name, data in index_files.items():
+    test_meta, written = _write_scenes(tasks, _worker_count(workers, len(tasks)), progress)
+    for name, data in _index_files(num_train, num_test, test_meta).items():
         written += _write_if_changed(os.path.join(root, name), data)
-    written += _write_if_changed(done_path, params_bytes)
-    if os.path.exists(pending_path):
-        os.remove(pending_path)
+    written += _mark_complete(root, params_bytes)
     return {"scenes": len(tasks), "files_written": written}
