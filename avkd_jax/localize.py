@@ -41,7 +41,7 @@ from avkd_jax import (
     state,
 )
 from avkd_jax.checkpoints import load_config
-from avkd_jax.datasets import flickr_layout, video
+from avkd_jax.datasets import media, video
 from avkd_jax.errors import CheckpointRestoreError, MediaError, RunError
 
 VARIANTS = (evaluate.STUDENT, evaluate.OG)
@@ -86,8 +86,8 @@ def read_picture(path: str, from_video: bool) -> tuple[np.ndarray, np.ndarray]:
     if from_video:
         native = video.load_video_frame(path, shorter_side=None)
     else:
-        native = flickr_layout.load_image(path, shorter_side=None)
-    stored = flickr_layout.image_array(Image.fromarray(native), STORED_SHORTER_SIDE)
+        native = media.load_image(path, shorter_side=None)
+    stored = media.image_array(Image.fromarray(native), STORED_SHORTER_SIDE)
     return native, stored
 
 
@@ -95,7 +95,7 @@ def read_sound(path: str, from_video: bool, config) -> np.ndarray:
     """The centre `config.audio_seconds` at `config.sample_rate` as int16 `[N]`."""
     if from_video:
         return video.load_video_audio(path, config.sample_rate, config.audio_seconds)
-    return flickr_layout.load_audio(path, config.sample_rate, config.audio_seconds)
+    return media.load_audio(path, config.sample_rate, config.audio_seconds)
 
 
 def model_image(stored: np.ndarray, image_size: int) -> np.ndarray:
@@ -103,7 +103,7 @@ def model_image(stored: np.ndarray, image_size: int) -> np.ndarray:
     evaluation gets it: JPEG-encoded as the builders store it, decoded by the TFDS image
     feature, resized by `input_pipeline`'s test-time preprocessing."""
     feature = tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg")
-    decoded = feature.decode_example(flickr_layout.encode_jpeg(stored))
+    decoded = feature.decode_example(media.encode_jpeg(stored))
     example = {"image": decoded}
     out = input_pipeline.eval_preprocess(example, image_size)
     return np.asarray(out["image"])

@@ -244,10 +244,10 @@ def box_cells(boxes, size=world.IMAGE_SIZE) -> np.ndarray:
 
 def _as_stored(image: np.ndarray) -> np.ndarray:
     """The pixels a data shard holds: JPEG twice (the world's frame, then the builder's)."""
-    from avkd_jax.datasets import flickr_layout
+    from avkd_jax.datasets import media
 
     for _ in range(2):
-        with Image.open(io.BytesIO(flickr_layout.encode_jpeg(image))) as img:
+        with Image.open(io.BytesIO(media.encode_jpeg(image))) as img:
             image = np.asarray(img.convert("RGB"))
     return image
 

@@ -330,10 +330,10 @@ def test_allowed_overlap_is_built_and_refused_at_training_start(flickr_root, tmp
 
 
 def test_interrupted_build_restarts_and_finishes(flickr_root, flickr_built, tmp_path, monkeypatch):
-    from avkd_jax.datasets import flickr_layout
+    from avkd_jax.datasets import media
 
     config = flickr_config(flickr_root, tmp_path)
-    calls, real = [], flickr_layout.load_audio
+    calls, real = [], media.load_audio
 
     def dies_on_the_third_clip(*args, **kwargs):
         calls.append(args[0])
@@ -341,7 +341,7 @@ def test_interrupted_build_restarts_and_finishes(flickr_root, flickr_built, tmp_
             raise KeyboardInterrupt  # As a Ctrl-C or a kill in the middle of the split.
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(flickr_layout, "load_audio", dies_on_the_third_clip)
+    monkeypatch.setattr(media, "load_audio", dies_on_the_third_clip)
     builder = datasets.get_builder(config)
     with pytest.raises(KeyboardInterrupt):
         builder.download_and_prepare()
@@ -349,7 +349,7 @@ def test_interrupted_build_restarts_and_finishes(flickr_root, flickr_built, tmp_
     # A process killed outright leaves its temporary folder behind; the restart ignores it.
     stale = os.path.join(os.path.dirname(builder.data_dir), "incomplete.1234.1.0.0")
     os.makedirs(stale)
-    monkeypatch.setattr(flickr_layout, "load_audio", real)
+    monkeypatch.setattr(media, "load_audio", real)
     builder = datasets.get_builder(config)
     builder.download_and_prepare()
     _, clean = flickr_built

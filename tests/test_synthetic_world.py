@@ -12,6 +12,7 @@ import soundfile as sf
 from PIL import Image
 
 from avkd_jax.datasets import flickr_layout as fl
+from avkd_jax.datasets import media
 from avkd_jax.datasets import synthetic_world as sw
 
 SR = 22050
@@ -311,11 +312,11 @@ def test_write_world_layout_restart_and_guards(tmp_path):
             np.testing.assert_array_equal(wav, a)
             start = a.size // 2 - 3 * SR // 2
             np.testing.assert_array_equal(
-                fl.load_audio(root / "audio" / f"{id_}.wav"), a[start : start + 3 * SR]
+                media.load_audio(root / "audio" / f"{id_}.wav"), a[start : start + 3 * SR]
             )
             jpg = (root / "frames" / f"{id_}.jpg").read_bytes()
-            assert jpg == fl.encode_jpeg(scene["image"], quality=95)
-            img = fl.load_image(root / "frames" / f"{id_}.jpg")
+            assert jpg == media.encode_jpeg(scene["image"], quality=95)
+            img = media.load_image(root / "frames" / f"{id_}.jpg")
             assert img.shape == (S, S, 3)
             assert np.abs(img.astype(int) - scene["image"]).mean() < 6  # JPEG q95 vs grain
             swap_path = root / "audio_swap" / f"{id_}.wav"

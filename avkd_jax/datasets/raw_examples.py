@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from avkd_jax.datasets import flickr_layout, video
+from avkd_jax.datasets import flickr_layout, media, video
 from avkd_jax.errors import MediaError
 
 __all__ = [
@@ -165,11 +165,11 @@ def read_example(task: ExampleTask) -> dict:
     if _is_video(files["image"]):
         image = video.load_video_frame(files["image"], task.keyframe)
     else:
-        image = flickr_layout.load_image(files["image"])
+        image = media.load_image(files["image"])
     if _is_video(files["audio"]):
         audio = video.load_video_audio(files["audio"], task.sample_rate, task.audio_seconds)
     else:
-        audio = flickr_layout.load_audio(files["audio"], task.sample_rate, task.audio_seconds)
+        audio = media.load_audio(files["audio"], task.sample_rate, task.audio_seconds)
     boxes, annotators, notes = np.zeros([0, 4], np.float32), np.zeros([0], np.int32), []
     if task.box_format == "flickr":
         raw = flickr_layout.parse_flickr_annotation(files["annotation"])
@@ -181,7 +181,7 @@ def read_example(task: ExampleTask) -> dict:
         raise ValueError(f"unknown box_format {task.box_format!r}")
     return {
         "id": task.example_id,
-        "image": flickr_layout.encode_jpeg(image),
+        "image": media.encode_jpeg(image),
         "audio": audio,
         "boxes": boxes,
         "annotators": annotators,

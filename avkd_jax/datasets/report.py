@@ -22,7 +22,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from avkd_jax import errors, files
-from avkd_jax.datasets import av_builder, overlap, raw_examples, sources
+from avkd_jax.datasets import av_builder, flickr_layout, overlap, raw_examples, sources
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A configs/*.py file.", lock_config=True)
@@ -108,7 +108,7 @@ def eval_overlaps(config, train_list_ids) -> dict[str, dict]:
         except FileNotFoundError as e:
             out[name] = {"error": str(e)}
             continue
-        ids = raw_examples.flickr_layout.read_id_list(path)
+        ids = flickr_layout.read_id_list(path)
         out[name] = {
             "list": path,
             "size": len(ids),

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import tensorflow_datasets as tfds
 
-from avkd_jax.datasets import av_builder, flickr_layout, raw_examples, synthetic_world
+from avkd_jax.datasets import av_builder, flickr_layout, media, raw_examples, synthetic_world
 
 
 @dataclasses.dataclass
@@ -161,7 +161,7 @@ class SyntheticAv(tfds.core.GeneratorBasedBuilder):
             ]
             if scene.get("swap_index") is not None:
                 swap_index = int(scene["swap_index"])
-                swap_audio = flickr_layout.load_audio(
+                swap_audio = media.load_audio(
                     os.path.join(task.root, "audio_swap", f"{task.example_id}.wav"),
                     task.sample_rate,
                     task.audio_seconds,

@@ -15,7 +15,7 @@ import json
 import numbers
 import os
 
-from avkd_jax.datasets import flickr_layout
+from avkd_jax.datasets import flickr_layout, media
 from avkd_jax.errors import MediaError
 
 __all__ = ["VggssAnnotations", "read_vggss_json"]
@@ -84,7 +84,7 @@ def read_vggss_json(path) -> VggssAnnotations:
 @functools.lru_cache(maxsize=4)
 def _read_cached(path: str, mtime_ns, size) -> VggssAnnotations:
     del mtime_ns, size  # Cache keys only: an edited file is read again.
-    path = flickr_layout._check_file(path)  # pylint: disable=protected-access
+    path = media.check_file(path)
     try:
         with open(path, "rb") as f:
             data = json.loads(f.read().decode("utf-8-sig"))

@@ -3,7 +3,7 @@
 The frame is the one whose timestamp is nearest the middle of the video stream (or the
 `keyframe`-th frame, counted from 0 in presentation order, when the Flickr test csv gives
 one); the sound is the first audio stream, mixed to mono and reduced to the centre 3 s
-at 22,050 Hz by the same code that reads `audio/*.wav` (`flickr_layout.float_to_pcm`),
+at 22,050 Hz by the same code that reads `audio/*.wav` (`media.float_to_pcm`),
 so a clip gives the same example whether it arrives as a video or pre-extracted.
 
 Every failure is a `MediaError` naming the file: no such stream, undecodable data, a
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avkd_jax.datasets import flickr_layout
+from avkd_jax.datasets import media
 from avkd_jax.errors import MediaError
 
 __all__ = ["load_video_audio", "load_video_frame"]
@@ -116,7 +116,7 @@ def load_video_frame(path, keyframe: int | None = None, shorter_side: int | None
         stream (start + duration / 2, `_stream_middle`; the earlier frame on a tie); else
         the 0-based index of the frame in presentation order (the Flickr test csv's
         second column).
-      shorter_side: as `flickr_layout.load_image`.
+      shorter_side: as `media.load_image`.
 
     Returns:
       np.uint8 [H, W, 3].
@@ -125,7 +125,7 @@ def load_video_frame(path, keyframe: int | None = None, shorter_side: int | None
       MediaError: missing/empty/undecodable file, no video stream, no frame, or a
         keyframe past the last frame.
     """
-    path = flickr_layout._check_file(path)  # pylint: disable=protected-access
+    path = media.check_file(path)
     try:
         # Also checks that there is a video stream.
         middle = _stream_middle(path) if keyframe is None else None
@@ -147,7 +147,7 @@ def load_video_frame(path, keyframe: int | None = None, shorter_side: int | None
             raise
         except _decode_errors() as e:
             raise MediaError(path, f"cannot decode video ({e})") from None
-    return flickr_layout.image_array(image, shorter_side)
+    return media.image_array(image, shorter_side)
 
 
 def _exact_int16(frame, sample_rate: int) -> bool:
@@ -161,7 +161,7 @@ def _exact_int16(frame, sample_rate: int) -> bool:
 def load_video_audio(path, sample_rate: int = 22050, seconds: float = 3.0) -> np.ndarray:
     """The centre `seconds` of a video's first audio stream as 16-bit mono PCM.
 
-    Channels are averaged to mono and the result goes through `flickr_layout.float_to_pcm`
+    Channels are averaged to mono and the result goes through `media.float_to_pcm`
     (soxr resampling, centre crop or tiling, int16), exactly as `load_audio` treats a
     wav or flac file; a 16-bit mono stream at `sample_rate` is kept bit-exact.
 
@@ -172,7 +172,7 @@ def load_video_audio(path, sample_rate: int = 22050, seconds: float = 3.0) -> np
       MediaError: missing/empty/undecodable file, no audio stream, no samples.
     """
     av = _av()
-    path = flickr_layout._check_file(path)  # pylint: disable=protected-access
+    path = media.check_file(path)
     target = round(sample_rate * seconds)
     with _open(path) as container:
         if not container.streams.audio:
@@ -199,8 +199,8 @@ def load_video_audio(path, sample_rate: int = 22050, seconds: float = 3.0) -> np
         except _decode_errors() as e:
             raise MediaError(path, f"cannot decode audio ({e})") from None
     if chunks is None:
-        return flickr_layout.crop_or_tile(pcm[:length], target).astype(np.int16)
+        return media.crop_or_tile(pcm[:length], target).astype(np.int16)
     x = np.concatenate(chunks, axis=-1).mean(axis=0)[:length] if chunks else np.zeros([0])
     if x.shape[0] == 0:
         raise MediaError(path, "audio stream decodes to no samples")
-    return flickr_layout.float_to_pcm(x, frames[0].sample_rate, path, sample_rate, seconds)
+    return media.float_to_pcm(x, frames[0].sample_rate, path, sample_rate, seconds)
