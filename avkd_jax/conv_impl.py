@@ -6,8 +6,10 @@ keeps the kernels but turns their oneDNN part off, `cpu_kernels.onednn.enabled`.
 choice changes no parameter, only how the same values are computed.
 """
 
+import contextlib
 import functools
 import logging
+import sys
 
 import jax
 
@@ -30,6 +32,18 @@ def layers(conv_impl: str = DEFAULT) -> dict:
     from avkd_jax import cpu_kernels  # Only here: the model itself never needs them.
 
     return {"conv": cpu_kernels.Conv, "max_pool": cpu_kernels.max_pool}
+
+
+@contextlib.contextmanager
+def without_custom_calls():
+    """Within: models are traced with the CPU kernels' convolutions in XLA, for XLA's cost
+    analysis, which does not see into custom calls. Imports no kernel of its own."""
+    onednn = sys.modules.get("avkd_jax.cpu_kernels.onednn")
+    if onednn is None:  # No model here uses the kernels: nothing to switch.
+        yield
+        return
+    with onednn.backend("xla"):
+        yield
 
 
 def _why_not_cpu_kernels() -> str | None:
