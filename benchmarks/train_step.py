@@ -65,8 +65,8 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import torch_reference
 
 from avkd_jax import models, sharding, train
-from avkd_jax.cpu_kernels import onednn
 from avkd_jax import state as train_state
+from avkd_jax.cpu_kernels import onednn
 
 P = jax.sharding.PartitionSpec
 # name → (config file, batch size; None: the config's own).

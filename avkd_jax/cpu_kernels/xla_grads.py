@@ -122,9 +122,7 @@ def _conv_fwd(x, kernel, strides, padding):
 def _conv_bwd(strides, padding, residuals, g):
     x, kernel = residuals
     _, x_vjp = jax.vjp(
-        lambda x: jax.lax.conv_general_dilated(
-            x, kernel, strides, padding, dimension_numbers=NHWC
-        ),
+        lambda x: jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC),
         x,
     )
     # dK[i, j, c, o] = Σ_{n,y,x} x_pad[n, s·y + i, s·x + j, c] · g[n, y, x, o]: a stride-1
