@@ -104,14 +104,15 @@ def test_models_imports_no_cpu_kernel():
 
 
 def _setup_kwargs() -> dict:
-    """setup()'s keyword arguments, as literals read from setup.py's source."""
+    """setup()'s requirements and package data, as literals read from setup.py's source."""
     tree = ast.parse((REPO / "setup.py").read_text())
     call = next(
         n
         for n in ast.walk(tree)
         if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "setup"
     )
-    return {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+    keys = ("install_requires", "extras_require", "package_data")
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in keys}
 
 
 def test_onednn_is_the_cpu_extra_only():
