@@ -9,7 +9,7 @@ setup(
     "with contrastive learning and teacher hints.",
     python_requires=">=3.10",
     packages=find_packages(include=["avkd_jax", "avkd_jax.*", "teachers", "teachers.*"]),
-    package_data={"avkd_jax": ["csrc/*.cc"]},
+    package_data={"avkd_jax.cpu_kernels": ["csrc/*.cc"]},
     install_requires=[
         "jax>=0.10,<0.11",
         "flax>=0.12,<0.13",
@@ -34,13 +34,16 @@ setup(
         "matplotlib>=3.8",
         # tensorflow-datasets imports it without declaring it.
         "importlib_resources>=6",
-        # oneDNN for the students' convolutions on the CPU (avkd_jax/onednn_conv.py; the
-        # library and its headers, compiled against on first use). The last wheels with
-        # the OpenMP runtime alone: later ones need Intel's SYCL and TBB runtimes.
-        'onednn-cpu-gomp==2023.2.0; sys_platform == "linux" and platform_machine == "x86_64"',
-        'onednn-devel-cpu-gomp==2023.2.0; sys_platform == "linux" and platform_machine == "x86_64"',
     ],
     extras_require={
+        # oneDNN for the students' convolutions on the CPU (avkd_jax/cpu_kernels/onednn.py;
+        # the library and its headers, compiled against on first use). The last wheels with
+        # the OpenMP runtime alone: later ones need Intel's SYCL and TBB runtimes. Without
+        # them model.conv_impl="auto" keeps XLA's convolution.
+        "cpu": [
+            'onednn-cpu-gomp==2023.2.0; sys_platform == "linux" and platform_machine == "x86_64"',
+            'onednn-devel-cpu-gomp==2023.2.0; sys_platform == "linux" and platform_machine == "x86_64"',
+        ],
         # The PyTorch side (teachers/): never imported by avkd_jax. Pin torch: an unpinned
         # torch pulls a multi-GB CUDA build.
         "teachers": [

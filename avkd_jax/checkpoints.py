@@ -24,6 +24,8 @@ from avkd_jax.errors import CheckpointRestoreError, RunError
 # The config fields a checkpoint's arrays depend on: a workdir refuses a config that
 # changes them.
 MODEL_KEYS = ("model", "image_size", "sample_rate", "audio_seconds")
+# Fields under those that change how the arrays are computed, not the arrays.
+NOT_MODEL_KEYS = {"model": ("conv_impl",)}
 DAMAGED = "damaged"
 
 
@@ -135,11 +137,18 @@ def check_config(config, workdir) -> None:
             ) from None
     new = json.loads(config.to_json())
     for key in MODEL_KEYS:
-        if old.get(key) != new[key]:
+        if _model_part(old.get(key), key) != _model_part(new[key], key):
             raise ValueError(
                 f"{workdir} holds a run with {key}={old.get(key)}, but this config "
                 f"has {key}={new[key]}: use a fresh --workdir."
             )
+
+
+def _model_part(value, key):
+    """`value` (config[key] as JSON) without the fields that leave the arrays unchanged."""
+    if not isinstance(value, dict):
+        return value
+    return {k: v for k, v in value.items() if k not in NOT_MODEL_KEYS.get(key, ())}
 
 
 def save_config(config, workdir, write=True):

@@ -68,6 +68,10 @@ def base_config() -> ml_collections.ConfigDict:
     # (BENCHMARKS.md); on GPUs it is the usual choice. 'float32': the authors' arithmetic
     # (`--mode=import` always evaluates their weights in float32).
     c.model.dtype = "bfloat16"
+    # "auto": the CPU kernels (avkd_jax/cpu_kernels: oneDNN convolutions, hand-written
+    # gradients) on one CPU device, XLA's own ops elsewhere; "xla": XLA's own always.
+    # Not part of the checkpoint: the weights are the same either way.
+    c.model.conv_impl = "auto"
     # The visual student's initialisation (docs/design.md, Model and losses): torchvision's ImageNet ResNet18
     # converted by `python -m teachers.convert_resnet` (None: random, unlike the paper);
     # 'synthetic': the synthetic world's stand-in, trained on first use.

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from avkd_jax import conv_impl as conv_impl_lib
 from avkd_jax import errors, files, input_pipeline, models, pretrained, sharding, teacher_hints
 from avkd_jax.datasets import hint_shards
 from avkd_jax.losses import resize_bilinear
@@ -335,15 +336,17 @@ class ObjectModel:
       width: its channel multiplier (conv1's output channels / 64), not the student's.
       variables: `models.ResNet18Trunk(width)`'s {'params', 'batch_stats'}.
       path: the `.npz` it was read from.
+      conv_impl: its convolution and max-pool (`avkd_jax.conv_impl`).
     """
 
     width: float
     variables: dict
     path: str = ""
+    conv_impl: str = conv_impl_lib.DEFAULT
 
     @property
     def trunk(self) -> models.ResNet18Trunk:
-        return models.ResNet18Trunk(self.width)
+        return models.ResNet18Trunk(self.width, **conv_impl_lib.layers(self.conv_impl))
 
 
 def load_object_model(config, builder) -> tuple[ObjectModel | None, str | None]:
@@ -361,7 +364,8 @@ def load_object_model(config, builder) -> tuple[ObjectModel | None, str | None]:
     if not os.path.exists(path):
         return None, f"the object model {path} (config.object_npz) does not exist"
     variables, width = pretrained.load_object_npz(path)
-    return ObjectModel(width, variables, path), None
+    conv_impl = config.model.get("conv_impl", conv_impl_lib.DEFAULT)
+    return ObjectModel(width, variables, path, conv_impl), None
 
 
 def detr_source(config, builder, split) -> tuple[teacher_hints.HintSource | None, str | None]:

@@ -124,7 +124,8 @@ def object_model(run: Run, npz: str | None = None) -> evaluate.ObjectModel:
         builder = datasets.get_builder(run.config)
     path = pretrained.resolve_npz(value, builder, run.config)
     variables, width = pretrained.load_object_npz(path)
-    return evaluate.ObjectModel(width, variables, path)
+    conv_impl = run.config.model.get("conv_impl", "auto")
+    return evaluate.ObjectModel(width, variables, path, conv_impl)
 
 
 @functools.cache

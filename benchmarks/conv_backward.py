@@ -9,9 +9,9 @@ input gradient (dX) and weight gradient (dW), timed alone in XLA and in torch.
 
 The shapes are the visual student's at 224² (batch 16, NHWC in JAX, NCHW in torch, as each
 framework's ResNet runs) plus the audio student's widest layer (a 257×276 spectrogram
-gives 65×69 maps after the stem). JAX runs `models.conv_nhwc`, the students' convolution
-(oneDNN's; with `--conv=xla` XLA's, with the model's hand-written weight gradient where the
-model uses it), under the configs'
+gives 65×69 maps after the stem). JAX runs `cpu_kernels.dispatch.conv`, the students'
+convolution (oneDNN's; with `--conv=xla` XLA's, with the model's hand-written weight
+gradient where the model uses it), under the configs'
 `xla_flags` as `python -m avkd_jax.main` sets them (a flag already in $XLA_FLAGS wins).
 A layer's six calls (forward, dX, dW in each framework) are interleaved, one of each per
 round, so that the machine's drift falls on both; each cell is the median of `--repeats`
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import train_step  # This folder's: its timing helper.
 
-from avkd_jax import models, onednn_conv
+from avkd_jax.cpu_kernels import dispatch, onednn
 
 # name, H, W, C_in, C_out, kernel, stride.
 LAYERS = [
@@ -57,7 +57,7 @@ LAYERS = [
 
 def jax_calls(b, h, w, cin, cout, k, s, xla_gradient=False, conv_backend="onednn") -> list:
     """Forward, dX and dW of one NHWC convolution in JAX, each a call that waits for its
-    result: the model's `conv_nhwc` with `conv_backend`'s convolutions (`onednn`, or
+    result: the model's `dispatch.conv` with `conv_backend`'s convolutions (`onednn`, or
     `xla`: XLA's with the model's weight gradient), or with `xla_gradient`
     `lax.conv_general_dilated` and XLA's gradient."""
     rng = np.random.default_rng(0)
@@ -65,8 +65,8 @@ def jax_calls(b, h, w, cin, cout, k, s, xla_gradient=False, conv_backend="onednn
     kernel = jnp.asarray(rng.standard_normal((k, k, cin, cout), np.float32))
     pad = [(k // 2, k // 2)] * 2
 
-    conv_general_dilated = jax.lax.conv_general_dilated if xla_gradient else models.conv_nhwc
-    # As `nn.Conv` passes them: `conv_nhwc` takes its own path only for these.
+    conv_general_dilated = jax.lax.conv_general_dilated if xla_gradient else dispatch.conv
+    # As `nn.Conv` passes them: `dispatch.conv` takes its own path only for these.
     dimension_numbers = jax.lax.conv_dimension_numbers(
         x.shape, kernel.shape, ("NHWC", "HWIO", "NHWC")
     )
@@ -74,7 +74,7 @@ def jax_calls(b, h, w, cin, cout, k, s, xla_gradient=False, conv_backend="onednn
     def conv(x, kernel):
         return conv_general_dilated(x, kernel, (s, s), pad, dimension_numbers=dimension_numbers)
 
-    with onednn_conv.backend(conv_backend):  # Decided when traced: compile here.
+    with onednn.backend(conv_backend):  # Decided when traced: compile here.
         g = jnp.ones_like(conv(x, kernel))
         fwd = jax.jit(conv).lower(x, kernel).compile()
         dx = jax.jit(lambda x, kernel, g: jax.vjp(lambda x: conv(x, kernel), x)[1](g)[0])
@@ -120,7 +120,7 @@ def main(argv=None) -> None:
     p.add_argument(
         "--xla_gradient",
         action="store_true",
-        help="XLA's own gradient in every layer instead of the model's conv_nhwc",
+        help="XLA's own gradient in every layer instead of the model's dispatch.conv",
     )
     p.add_argument(
         "--conv",
@@ -129,8 +129,8 @@ def main(argv=None) -> None:
         help="the model's convolutions: oneDNN's (the default on x86-64 Linux) or XLA's",
     )
     args = p.parse_args(argv)
-    if args.conv == "onednn" and onednn_conv.unavailable_reason():
-        p.error(f"--conv=onednn: {onednn_conv.unavailable_reason()}")
+    if args.conv == "onednn" and onednn.unavailable_reason():
+        p.error(f"--conv=onednn: {onednn.unavailable_reason()}")
     cores = len(os.sched_getaffinity(0))  # As train_step.py: the cores this process may use.
     torch.set_num_threads(cores)
     header = "| layer | output | " + " | ".join(
@@ -163,7 +163,7 @@ def main(argv=None) -> None:
         f"{platform.processor() or platform.machine()}, {cores} cores; jax {jax.__version__}, "
         f"torch {torch.__version__} ({cores} threads); "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
-        f"{'XLA gradient' if args.xla_gradient else f'models.conv_nhwc ({args.conv})'}; "
+        f"{'XLA gradient' if args.xla_gradient else f'dispatch.conv ({args.conv})'}; "
         f"batch {args.batch}, "
         f"median of {args.repeats}."
     )

@@ -1,7 +1,7 @@
 """ResNet's stem max-pool (3×3, stride 2, padding 1), forward + input gradient: XLA's
 reduce-window (`flax.linen.max_pool`, whose gradient XLA expands into a select-and-scatter),
-our separable pool with its hand-written gradient (`models.max_pool_3x3_s2`), and torch's
-`max_pool2d`.
+our separable pool with its hand-written gradient
+(`cpu_kernels.xla_grads.max_pool_3x3_s2`), and torch's `max_pool2d`.
 
     XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot,reduce python benchmarks/max_pool.py
 
@@ -26,7 +26,7 @@ import train_step  # This folder's: its timing helper.
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from avkd_jax import models  # noqa: E402
+from avkd_jax.cpu_kernels import xla_grads  # noqa: E402
 
 # name, H, W, C: the stem's output, the pool's input.
 SHAPES = [("visual, 224² image", 112, 112, 64), ("audio, 257×276 spectrogram", 129, 138, 64)]
@@ -69,7 +69,7 @@ def main(argv=None) -> None:
             x = jnp.asarray(rng.standard_normal((batch, h, w, c), np.float32))
             g = jnp.asarray(rng.standard_normal(xla_pool(x).shape, np.float32))
             xla = jax_seconds(xla_pool, x, g, args.repeats)
-            ours = jax_seconds(models.max_pool_3x3_s2, x, g, args.repeats)
+            ours = jax_seconds(xla_grads.max_pool_3x3_s2, x, g, args.repeats)
             theirs = torch_seconds(x, g, args.repeats)
             print(
                 f"| {name} | {batch} | {xla * 1e3:.1f} ms | {ours * 1e3:.1f} ms | "

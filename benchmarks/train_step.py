@@ -64,8 +64,9 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 import torch_reference
 
-from avkd_jax import models, onednn_conv, sharding, train
+from avkd_jax import models, sharding, train
 from avkd_jax import state as train_state
+from avkd_jax.cpu_kernels import onednn
 
 P = jax.sharding.PartitionSpec
 # name → (config file, batch size; None: the config's own).
@@ -125,7 +126,7 @@ def forward_flops(config) -> float:
     variables = jax.eval_shape(lambda r: models.init_variables(model, config, r), jax.random.key(0))
     image, pcm = models.dummy_inputs(config, 1)
     forward = jax.jit(lambda v, i, a: model.apply(v, i, a, train=False))
-    with onednn_conv.backend("xla"):  # Cost analysis does not see into custom calls.
+    with onednn.backend("xla"):  # Cost analysis does not see into custom calls.
         return xla_flops(forward.lower(variables, image, pcm).compile())
 
 
@@ -163,7 +164,7 @@ def xla_conv_flops(config, batch: dict, variant, info: dict) -> float:
     twin = (variant[0], "xla")
     if twin in info:
         return info[twin]["flops"]
-    with onednn_conv.backend("xla"):
+    with onednn.backend("xla"):
         return jax_step(config, batch)[1]
 
 
@@ -253,8 +254,8 @@ def main(argv=None) -> int:
     variants = [(d, c) for d in args.dtypes.split(",") for c in args.convs.split(",")]
     for conv in {c for _, c in variants} - {"onednn", "xla"}:
         p.error(f"--convs: unknown {conv!r}; known: onednn, xla")
-    if any(c == "onednn" for _, c in variants) and onednn_conv.unavailable_reason():
-        p.error(f"--convs=onednn: {onednn_conv.unavailable_reason()}")
+    if any(c == "onednn" for _, c in variants) and onednn.unavailable_reason():
+        p.error(f"--convs=onednn: {onednn.unavailable_reason()}")
 
     peak = matmul_peak(args.matmul_n) if args.matmul_n else {}
     rows, notes = [], []
@@ -278,7 +279,7 @@ def main(argv=None) -> int:
             steps["torch"] = torch_step(config, batch, args.torch_autocast)
         for variant in variants:
             config.model.dtype, conv = variant
-            with onednn_conv.backend(conv):
+            with onednn.backend(conv):
                 steps[variant], flops, compile_s = jax_step(config, batch)
             info[variant] = {"flops": flops, "compile_s": compile_s}
         for variant in variants:

@@ -9,6 +9,7 @@ that extracts missing real hints.
 """
 
 import functools
+import json
 import logging
 import os
 import shutil
@@ -67,6 +68,23 @@ def copy(two_steps, tmp_path, damaged=(2,)):
     for step in damaged:
         damage(os.path.join(workdir, "checkpoints", str(step)))
     return workdir
+
+
+def test_conv_impl_is_not_part_of_the_model(tmp_path):
+    """A workdir's config.json that differs only in model.conv_impl (or predates it) passes
+    `check_config`; one that differs in a model field proper does not."""
+    config = tiny_config(tmp_path)
+    config.model.conv_impl = "xla"
+    checkpoints.save_config(config, str(tmp_path))
+    config.model.conv_impl = "auto"
+    checkpoints.check_config(config, str(tmp_path))
+    old = json.loads((tmp_path / "config.json").read_text())
+    del old["model"]["conv_impl"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    checkpoints.check_config(config, str(tmp_path))
+    config.model.width = 0.25
+    with pytest.raises(ValueError, match="model="):
+        checkpoints.check_config(config, str(tmp_path))
 
 
 def test_localize_skips_the_damaged_newest_step(two_steps, tmp_path, caplog):

@@ -1,13 +1,18 @@
-"""Model structure: parameter counts against torchvision's ResNet18, output shapes; the
-hand-written max-pool and convolution gradients against torch."""
+"""Model structure: parameter counts against torchvision's ResNet18, output shapes, the
+plain max-pool against torch; the model apart from the CPU kernels, and `model.conv_impl`
+changing no value and no parameter. The kernels themselves: test_cpu_kernels.py."""
 
-import os
+import ast
+import subprocess
+import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import REPO, random_batch, tiny_config
 
-from avkd_jax import default_config, models, onednn_conv
+from avkd_jax import conv_impl, default_config, models, train
 
 # torchvision.models.resnet18(): 11,689,512 parameters, of which fc is 512·1000 + 1000.
 TORCHVISION_RESNET18_TRUNK = 11_689_512 - 513_000
@@ -79,103 +84,94 @@ def test_summary_reports_counts_and_flops():
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 10, 3), (2, 7, 9, 3), (1, 129, 138, 4)])
-@pytest.mark.parametrize("ties", [False, True])
-def test_stem_max_pool_matches_torch_value_and_gradient(shape, ties):
-    """The separable max-pool against torch's max_pool2d(3, 2, 1): outputs bit for bit,
-    input gradients to float32 round-off (an input in two windows sums two terms in
-    another order); with ties (small integers) the gradient goes to the same element."""
+def test_plain_max_pool_matches_torch_value(shape):
+    """The model's own stem max-pool (XLA's reduce-window) is torch's max_pool2d(3, 2, 1)."""
     import torch
 
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)
-    x = x.astype(np.float32)
-    b, h, w, c = shape
-    g = rng.standard_normal((b, (h + 1) // 2, (w + 1) // 2, c)).astype(np.float32)
-
-    y, vjp = jax.vjp(models.max_pool_3x3_s2, jax.numpy.asarray(x))
-    (dx,) = vjp(jax.numpy.asarray(g))
-
-    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
-    yt = torch.nn.functional.max_pool2d(xt, 3, 2, 1)
-    yt.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
-    np.testing.assert_array_equal(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1))
-    np.testing.assert_allclose(
-        np.asarray(dx), xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-6
-    )
-    if ties:  # Ties are common here: the comparison above is meaningful.
-        assert np.mean(x == 2) > 0.3
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    y = models.max_pool_3x3_s2(jnp.asarray(x))
+    yt = torch.nn.functional.max_pool2d(torch.tensor(x.transpose(0, 3, 1, 2)), 3, 2, 1)
+    np.testing.assert_array_equal(np.asarray(y), yt.numpy().transpose(0, 2, 3, 1))
 
 
-@pytest.mark.parametrize(
-    "shape, cout, k, stride",
-    [
-        ((2, 23, 20, 16), 8, 7, 2),  # A stem's shape, odd and even sides.
-        ((2, 23, 20, 3), 8, 7, 2),  # The visual stem.
-        ((2, 21, 24, 1), 8, 7, 2),  # The audio stem.
-        ((3, 9, 10, 16), 16, 3, 1),
-        ((3, 9, 10, 16), 32, 3, 2),  # The stride-2 block's first conv: a row is cut.
-        ((2, 8, 7, 16), 32, 1, 2),  # The downsampling 1×1 (no padding).
-    ],
-)
-@pytest.mark.parametrize("backend", ["onednn", "xla"])
-def test_conv_gradients_match_torch(shape, cout, k, stride, backend):
-    """`conv_nhwc` (the students' convolutions: oneDNN's, or XLA's with the hand-written
-    weight gradient) against torch's conv2d: output and both gradients to float32
-    round-off."""
-    import torch
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32)
-    kernel = rng.standard_normal((k, k, shape[-1], cout)).astype(np.float32)
-    pad = ((k // 2, k // 2),) * 2
-    conv = lambda x, w: models.conv_nhwc(
-        x, w, (stride, stride), pad, dimension_numbers=models._NHWC
-    )
-    with onednn_conv.backend(backend):
-        y, vjp = jax.vjp(jax.jit(conv), jax.numpy.asarray(x), jax.numpy.asarray(kernel))
-        jaxpr = str(jax.make_jaxpr(conv)(x, kernel))
-    g = rng.standard_normal(y.shape).astype(np.float32)
-    dx, dk = vjp(jax.numpy.asarray(g))
-
-    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
-    kt = torch.tensor(kernel.transpose(3, 2, 0, 1), requires_grad=True)
-    yt = torch.nn.functional.conv2d(xt, kt, stride=stride, padding=k // 2)
-    yt.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
-    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    close(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1))
-    close(np.asarray(dx), xt.grad.numpy().transpose(0, 2, 3, 1))
-    close(np.asarray(dk), kt.grad.numpy().transpose(2, 3, 1, 0))
-    # The path under test is the one taken: oneDNN's custom call, or the custom rule
-    # (which XLA's path uses from 16 input channels on).
-    assert ("avkd_conv_fwd" in jaxpr) == (backend == "onednn"), jaxpr
-    assert ("custom_vjp" in jaxpr) == (backend == "onednn" or shape[-1] >= 16), jaxpr
-
-
-def test_conv_gradient_on_several_devices_reduces_only_the_kernel():
-    """With the batch sharded over devices the convolutions keep XLA's gradient: the one
-    collective of a convolution's backward is the kernel gradient's all-reduce (the
-    identity matmul would add one over the whole activation)."""
-    import subprocess
-    import sys
-
-    probe = """
-import re, jax, jax.numpy as jnp
-from avkd_jax import models, sharding, train
-mesh = sharding.create_mesh()
-S, P = jax.sharding.NamedSharding, jax.sharding.PartitionSpec
-x = jax.device_put(jnp.ones((8, 10, 10, 16)), S(mesh, P("data")))
-k = jax.device_put(jnp.ones((3, 3, 16, 16)), S(mesh, P()))
-conv = lambda k, x: models.conv_nhwc(x, k, (1, 1), ((1, 1),) * 2, dimension_numbers=models._NHWC)
-grad = jax.jit(jax.grad(lambda k, x: jnp.sum(conv(k, x) ** 2)))
-print(re.findall(r"= (\\S+) all-reduce\\(", grad.lower(k, x).compile().as_text()))
-"""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+def test_models_imports_no_cpu_kernel():
+    """`avkd_jax.models` is the plain model: importing it loads none of the CPU kernels."""
+    probe = "import avkd_jax.models, sys; print([m for m in sys.modules if 'cpu_kernels' in m])"
     out = subprocess.run(
-        [sys.executable, "-c", probe],
-        env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "['f32[3,3,16,16]{3,2,1,0}']", out.stdout + out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def _setup_kwargs() -> dict:
+    """setup()'s requirements and package data, as literals read from setup.py's source."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    call = next(
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "setup"
+    )
+    keys = ("install_requires", "extras_require", "package_data")
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in keys}
+
+
+def test_onednn_is_the_cpu_extra_only():
+    """A bare install brings no oneDNN; the `cpu` extra brings both of its wheels."""
+    kwargs = _setup_kwargs()
+    assert not [r for r in kwargs["install_requires"] if "onednn" in r.lower()]
+    cpu = [r.split("==")[0] for r in kwargs["extras_require"]["cpu"]]
+    assert cpu == ["onednn-cpu-gomp", "onednn-devel-cpu-gomp"]
+    assert kwargs["package_data"] == {"avkd_jax.cpu_kernels": ["csrc/*.cc"]}
+    assert (REPO / "avkd_jax" / "cpu_kernels" / "csrc" / "onednn_conv.cc").is_file()
+
+
+def test_conv_impl_choices():
+    """conv_impl "xla" keeps the modules' defaults; on one CPU device "auto" takes the kernels;
+    anything else is an error."""
+    assert conv_impl.layers("xla") == {}
+    if jax.default_backend() == "cpu" and jax.device_count() == 1:
+        from avkd_jax import cpu_kernels
+
+        assert conv_impl.layers("auto") == {
+            "conv": cpu_kernels.Conv,
+            "max_pool": cpu_kernels.max_pool,
+        }
+    with pytest.raises(ValueError, match="'onednn'"):
+        conv_impl.layers("onednn")
+    assert default_config.base_config().model.conv_impl == "auto"
+
+
+def test_conv_impl_changes_no_parameter_and_no_value(tmp_path):
+    """The tiny config's model under conv_impl="xla" and "auto": the same parameter tree
+    from the same key, and the same outputs, loss and gradients, to float32 round-off."""
+    config = tiny_config(tmp_path)
+    config.model.dtype = "float32"
+    batch = jax.tree.map(jnp.asarray, random_batch(config))
+    results = {}
+    for impl in ("auto", "xla"):
+        config.model.conv_impl = impl
+        model = models.create_model(config)
+        variables = jax.jit(lambda r: models.init_variables(model, config, r))(jax.random.key(0))
+        outputs = jax.jit(lambda v: model.apply(v, batch["image"], batch["audio"], train=False))(
+            variables
+        )
+        loss = lambda p: train.loss_terms(
+            p, variables["batch_stats"], batch, model=model, config=config
+        )[0]
+        results[impl] = variables, outputs, jax.jit(jax.value_and_grad(loss))(variables["params"])
+    (variables, outputs, (loss, grads)), (ref_vars, ref_outputs, (ref_loss, ref_grads)) = (
+        results["auto"],
+        results["xla"],
+    )
+    assert jax.tree.structure(variables) == jax.tree.structure(ref_vars)
+    for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(ref_vars)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(outputs, ref_outputs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    flat, ref_flat = jax.tree.leaves_with_path(grads), jax.tree.leaves(ref_grads)
+    assert jax.tree.structure(grads) == jax.tree.structure(ref_grads)
+    for (path, a), b in zip(flat, ref_flat):
+        scale = float(jnp.max(jnp.abs(b))) + 1e-12
+        np.testing.assert_allclose(a / scale, b / scale, atol=2e-4, err_msg=str(path))

@@ -2,13 +2,12 @@
 first use and called as XLA FFI custom calls, with their gradient.
 
 XLA:CPU computes a convolution as Eigen's im2col + GEMM, and has no fast bfloat16 one;
-oneDNN, which PyTorch calls for the same work, has direct kernels in float32 and bfloat16:
-the paper-shape train step 14 % faster in float32, 1.5× again in bfloat16 (BENCHMARKS.md).
-The library comes from the `onednn-cpu-gomp` wheel (a dependency on x86-64 Linux); the
-200-line C++ file is compiled with the machine's C++ compiler into a cache folder
-(`$AVKD_JAX_CACHE`, else `~/.cache/avkd_jax`), about 5 s, once per source, JAX version
-and environment. Where any of that is missing, `unavailable_reason()` says why (logged
-once) and the model keeps XLA's own convolution.
+oneDNN, which PyTorch calls for the same work, has direct kernels in float32 and bfloat16
+(BENCHMARKS.md). The library comes from the `onednn-cpu-gomp` wheels of the `cpu` extra
+(`pip install -e '.[cpu]'`, x86-64 Linux); the 200-line C++ file is compiled with the
+machine's C++ compiler into a cache folder (`$AVKD_JAX_CACHE`, else `~/.cache/avkd_jax`),
+once per source, JAX version and environment. Where any of that is missing,
+`unavailable_reason()` says why (logged once) and the model keeps XLA's own convolution.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ import jax
 import numpy as np
 
 _SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "onednn_conv.cc")
+NOT_INSTALLED = "oneDNN is not installed (the cpu extra: pip install -e '.[cpu]')"
 _TARGETS = {
     "avkd_conv_fwd": "AvkdConvFwd",
     "avkd_conv_bwd_data": "AvkdConvBwdData",
@@ -91,7 +91,7 @@ def _load() -> str | None:
         return f"the backend is {jax.default_backend()}"
     prefix = _onednn_prefix()
     if prefix is None:
-        return "oneDNN is not installed (pip install onednn-cpu-gomp onednn-devel-cpu-gomp)"
+        return NOT_INSTALLED
     try:
         library = ctypes.cdll.LoadLibrary(_build(prefix))
     except (OSError, RuntimeError) as e:
@@ -139,7 +139,9 @@ def unavailable_reason() -> str | None:
 
 @functools.cache
 def _log_once(reason: str) -> None:
-    logging.warning("oneDNN convolution unavailable, XLA's is used: %s", reason)
+    # The extra left out is a choice (INFO); installed but unusable is a surprise (WARNING).
+    level = logging.INFO if reason == NOT_INSTALLED else logging.WARNING
+    logging.log(level, "oneDNN convolution unavailable, XLA's is used: %s", reason)
 
 
 def _call(target, out_shape, a, b, strides, padding):
