@@ -3,9 +3,8 @@
 import ml_collections
 
 
-def base_config() -> ml_collections.ConfigDict:
-    """The paper's setup (§3.6): 224² images, 3 s at 22,050 Hz, batch 128, Adam 1e-4."""
-    c = ml_collections.ConfigDict()
+def _runtime(c: ml_collections.ConfigDict) -> None:
+    """The seed and the XLA flags."""
     c.seed = 0
     # Appended to $XLA_FLAGS by `python -m avkd_jax.main` before JAX starts its backends
     # (a flag already in $XLA_FLAGS wins); the GPU backend ignores it. YNNPACK for dots
@@ -16,6 +15,9 @@ def base_config() -> ml_collections.ConfigDict:
     # nothing in this jaxlib: the compiled program is the same byte for byte.)
     c.xla_flags = "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
 
+
+def _data(c: ml_collections.ConfigDict) -> None:
+    """Which dataset, where its files are, the sets evaluated, and how clips become batches."""
     # Data. `dataset` names a TFDS builder in avkd_jax.datasets; `data_dir` is where its
     # TFRecord shards live and `manual_dir` where the raw files are (real datasets).
     c.dataset = ""
@@ -58,6 +60,9 @@ def base_config() -> ml_collections.ConfigDict:
     # you will use) to get the same batches on 1 process × 4 GPUs as on 2 × 2.
     c.input_groups = ml_collections.FieldReference(None, field_type=int)
 
+
+def _model(c: ml_collections.ConfigDict) -> None:
+    """The two students."""
     c.model = ml_collections.ConfigDict()
     c.model.width = 1.0  # Channel multiplier of both ResNet18s (1.0 = the paper's).
     c.model.embed_dim = 2048
@@ -77,6 +82,9 @@ def base_config() -> ml_collections.ConfigDict:
     # 'synthetic': the synthetic world's stand-in, trained on first use.
     c.init_visual_npz = ml_collections.FieldReference(None, field_type=str)
 
+
+def _loss(c: ml_collections.ConfigDict) -> None:
+    """The contrastive and hint losses and the teachers that feed them."""
     # Loss: L = α1·L_S + α2·L_a + α3·L_v (paper §3.4).
     c.tau = 0.03
     c.alpha_contrastive = 1.0
@@ -90,6 +98,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.teachers = ("panns", "detr")
     c.hints_dir = ml_collections.FieldReference(None, field_type=str)  # None: beside the data.
 
+
+def _training(c: ml_collections.ConfigDict) -> None:
+    """Batch, schedule, logging and checkpoints."""
     c.batch_size = 128  # Global batch: contrastive negatives come from all devices.
     c.num_epochs = 100
     c.learning_rate = 1e-4
@@ -102,6 +113,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every_epochs = 10  # And after the last epoch; 0: never (--mode=eval later).
     c.eval_batch_size = 64
 
+
+def _object_guided(c: ml_collections.ConfigDict) -> None:
+    """The object-guided variants and the pictures."""
     # Object-guided inference (paper §3.5, docs/design.md, Evaluation). OG-AVC fuses the student's map with
     # the object map of an ImageNet ResNet18 (a `teachers.convert_resnet` .npz, any width;
     # by default the file the visual student started from; None: the OG variants are
@@ -113,4 +127,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.og_detr_teacher = "detr"
     # Test ids whose maps every evaluation draws in <workdir>/pictures/ (empty: the first 4).
     c.picture_ids = ()
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The paper's setup (§3.6): 224² images, 3 s at 22,050 Hz, batch 128, Adam 1e-4."""
+    c = ml_collections.ConfigDict()
+    for section in (_runtime, _data, _model, _loss, _training, _object_guided):
+        section(c)
     return c
