@@ -28,7 +28,7 @@ CONFIG_FILE = '''"""The tiny test world: two input groups, every step logged, no
 import sys
 
 sys.path.insert(0, {tests!r})
-from conftest import tiny_config
+from helpers.configs import tiny_config
 
 
 def get_config():
@@ -45,7 +45,7 @@ def four_shard_world(tmp_path_factory) -> tuple[str, str]:
     """(config file, compilation cache dir), shared by the session's tests: the tiny world
     prepared in 4 train shards (2 input groups × 2 shards) and a config file naming it."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+    from helpers.configs import tiny_config  # pylint: disable=g-import-not-at-top
 
     from avkd_jax import datasets  # pylint: disable=g-import-not-at-top
 

@@ -27,12 +27,13 @@ import soundfile as sf
 import tensorflow as tf
 import torch
 from absl import app, flags
-from conftest import REPO, load_config, tiny_config
+from helpers.configs import load_config, tiny_config
+from helpers.hints import hinted, write_fake_hints
+from helpers.media import sine, write_clip
+from helpers.paths import REPO
+from helpers.torch_reference import random_avc, write_avc_npz
 from ml_collections import config_flags
 from PIL import Image, ImageFile
-from test_hint_pipeline import hinted, write_fake_hints
-from test_video import sine, write_clip
-from torch_reference import random_avc, write_avc_npz
 
 from avkd_jax import (
     checkpoints,
