@@ -1,8 +1,8 @@
 """Hint shards on the JAX side: zipped with their data shards, checked, and in the loss.
 
-The hint shards here are written by the test itself (with `hint_shards`, the format the
-teacher tool writes), holding a function of each record's own audio, so that a batch shows
-whether every example met its own hints.
+The hint shards here are written by the tests (tests/helpers/hints.py, with `hint_shards`,
+the format the teacher tool writes), holding a function of each record's own audio, so
+that a batch shows whether every example met its own hints.
 """
 
 import os

@@ -1,5 +1,5 @@
-"""The flickr_soundnet and vggsound builders on small raw disks written here, in every
-accepted layout and format, with every kind of bad input.
+"""The flickr_soundnet and vggsound builders on small raw disks (tests/helpers/real_disks.py),
+in every accepted layout and format, with every kind of bad input.
 
 Each built record is checked against an independent computation: the analytic sine at
 the centre of the clip, PIL's own resize of the source frame, the grey level that names
