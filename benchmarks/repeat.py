@@ -1,5 +1,6 @@
 """Repeated runs: N seeds of a config trained and evaluated, then mean ± std tables in the
-paper's format (Table 1: the AVC student; Table 3: its object-guided variants).
+paper's format (Table 1: the AVC student; Table 3: its object-guided variants;
+`avkd_jax/tables.py` writes them).
 
     python benchmarks/repeat.py --config=configs/synthetic.py --seeds=10
     python benchmarks/repeat.py --config=configs/flickr10k.py --seeds=10 \\
@@ -23,14 +24,11 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# (title, variants): the paper's Table 1 (AVC) and Table 3 (object-guided).
-TABLES = (
-    ("Table 1: the AVC student", ("AVC",)),
-    ("Table 3: object-guided inference", ("OG-AVC", "OG-AVC-DETR")),
-)
+sys.path.insert(0, str(REPO))
+
+from avkd_jax import tables  # noqa: E402
+
 MARKER = "repeat.json"
 
 
@@ -68,46 +66,6 @@ def run_seed(config: str, seed: int, workdir: str, extra: list[str]) -> dict:
     return finished_sets(path, command)
 
 
-def mean_std(values, digits: int = 1) -> str:
-    """`mean ± std` with `digits` decimals (sample std, ddof=1; 0 for a single run)."""
-    v = np.asarray(values, dtype=np.float64)
-    std = v.std(ddof=1) if v.size > 1 else 0.0
-    return f"{v.mean():.{digits}f} ± {std:.{digits}f}"
-
-
-def tables(runs: list[dict], train_set: str) -> str:
-    """The paper's Tables 1 and 3 over `runs` (one `results.json` 'sets' dict per seed):
-    per variant and test set, cIoU@0.5 and AUC as mean ± std over the seeds that have it.
-    A variant missing from some seed is reported with the count it has and, when it was
-    skipped, the reason."""
-    set_names = list(dict.fromkeys(name for sets in runs for name in sets))
-    lines = []
-    for title, variants in TABLES:
-        lines += [f"### {title}", "", "| Model | Train set | Test | cIoU | AUC | runs |"]
-        lines.append("|---|---|---|---|---|---|")
-        notes = []
-        for variant in variants:
-            for set_name in set_names:
-                rows = [
-                    sets[set_name][variant] for sets in runs if variant in sets.get(set_name, {})
-                ]
-                reasons = {
-                    sets[set_name].get("skipped", {}).get(variant)
-                    for sets in runs
-                    if set_name in sets
-                } - {None}
-                notes += [f"- {variant} on {set_name} skipped: {why}" for why in sorted(reasons)]
-                if not rows:
-                    continue
-                lines.append(
-                    f"| {variant} | {train_set} | {set_name} | "
-                    f"{mean_std([r['ciou'] for r in rows])} | "
-                    f"{mean_std([r['auc'] for r in rows])} | {len(rows)}/{len(runs)} |"
-                )
-        lines += ["", *notes, ""] if notes else [""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
 def write_table(text: str, path: str) -> None:
     """Prints `text` and writes it to `path` (a temporary name, renamed when complete)."""
     print(text)
@@ -135,7 +93,7 @@ def main(argv=None) -> int:
     runs = [run_seed(config, seed, workdir, extra) for seed in range(args.seeds)]
     text = (
         f"## {name}: {args.seeds} runs (training seeds 0..{args.seeds - 1}), mean ± std\n\n"
-        + tables(runs, args.train_set or name)
+        + tables.paper_tables(runs, args.train_set or name)
     )
     write_table(text, os.path.join(workdir, "repeat.md"))
     return 0

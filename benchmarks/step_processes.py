@@ -10,7 +10,7 @@ process may use, glibc's malloc tunables, $XLA_FLAGS) does to either framework's
 
 A variant is `NAME=FRAMEWORK[@CPUS] [VAR=VALUE ...]`: `FRAMEWORK` is `jax` (our compiled
 step, with the configs' `xla_flags` as `avkd_jax.main` adds them) or `torch`
-(`torch_reference.py`, `torch.set_num_threads` = the process's cores); `CPUS` is a
+(`teachers/torch_avc.py`, `torch.set_num_threads` = the process's cores); `CPUS` is a
 `taskset` list; the assignments are the process's extra environment ($AVKD_BENCH_REPO: the
 checkout whose `avkd_jax` and `benchmarks/train_step.py` the worker runs, for comparing
 two commits in one run). Each variant is

@@ -10,7 +10,7 @@ and both hint losses at the paper's weights, gradients and one Adam update, on o
 random batch already on the device (the input pipeline is `input_pipeline.py`'s business).
 JAX runs `train.compile_train_step` (donated state) under `jax.transfer_guard('disallow')`,
 so a host round-trip inside the loop would fail the run; PyTorch runs
-`benchmarks/torch_reference.py` eagerly with `torch.set_num_threads(cores)`. The steps are
+`teachers/torch_avc.py` eagerly with `torch.set_num_threads(cores)`. The steps are
 interleaved (a round is one PyTorch step, then one step of each JAX dtype) so that the
 machine's drift, which moved either framework's speed by 20–40 % within minutes on the
 shared VM of BENCHMARKS.md, falls on both alike; warm-up rounds are not timed. Reported:
@@ -60,13 +60,11 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-
-import torch_reference
 
 from avkd_jax import models, sharding, train
 from avkd_jax import state as train_state
 from avkd_jax.cpu_kernels import onednn
+from teachers import torch_avc
 
 P = jax.sharding.PartitionSpec
 # name → (config file, batch size; None: the config's own).
@@ -170,9 +168,9 @@ def xla_conv_flops(config, batch: dict, variant, info: dict) -> float:
 
 def torch_step(config, batch: dict, autocast: bool):
     """The PyTorch reference step as a no-argument callable."""
-    net = torch_reference.create_model(config)
-    step = torch_reference.make_train_step(net, config, autocast=autocast)
-    batch = torch_reference.torch_batch(batch)
+    net = torch_avc.create_model(config)
+    step = torch_avc.make_train_step(net, config, autocast=autocast)
+    batch = torch_avc.torch_batch(batch)
     return lambda: step(batch)
 
 

@@ -7,6 +7,7 @@ Never imports jax. Modules:
   synthetic.py       small teachers for the synthetic world, trained here with labels
   convert_resnet.py  torchvision ResNet18 weights → .npz for the JAX student
   torch_resnet.py    torchvision's ResNet18, written out (torchvision is not required)
+  torch_avc.py       the authors' AVC student and its train step in PyTorch (a reference)
   data.py common.py  reading prepared TFDS splits; checkpoints, devices, the Teacher record
 """
 

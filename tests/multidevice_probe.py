@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+from helpers.configs import tiny_config  # pylint: disable=g-import-not-at-top
 
 from avkd_jax import input_pipeline, models, sharding, train  # pylint: disable=g-import-not-at-top
 from avkd_jax import state as train_state  # pylint: disable=g-import-not-at-top

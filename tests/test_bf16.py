@@ -1,17 +1,15 @@
 """The bfloat16 compute path (config.model.dtype='bfloat16') against float32, and the
-benchmark's PyTorch reference step (benchmarks/torch_reference.py) against ours."""
-
-import importlib.util
+PyTorch reference step the benchmarks time (teachers/torch_avc.py) against ours."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from conftest import REPO, random_batch, tiny_config
+from helpers.configs import random_batch, tiny_config
 
 from avkd_jax import models, pretrained, train
 from avkd_jax import state as train_state
-from teachers import convert_avc
+from teachers import convert_avc, torch_avc
 
 # bfloat16 keeps 8 bits of mantissa (relative rounding 2^-9 ≈ 0.2%). Through two random
 # ResNet18s the unit embeddings' cosines move by ~1e-3, i.e. ~0.03-0.1 in logits of scale
@@ -77,22 +75,11 @@ def test_bfloat16_keeps_float32_parameters_and_state(tmp_path):
     assert {m.dtype for m in jax.tree.leaves(metrics)} == {jnp.dtype(jnp.float32)}
 
 
-def load_torch_reference():
-    # By path: tests/torch_reference.py already owns the module name `torch_reference`.
-    spec = importlib.util.spec_from_file_location(
-        "bench_torch_reference", REPO / "benchmarks" / "torch_reference.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_torch_reference_step_computes_our_loss(tmp_path):
     """The benchmark's PyTorch step does the same work as ours: the same weights (through
     teachers.convert_avc) and batch give the same loss terms in float32."""
-    ref = load_torch_reference()
     config = hinted_config(tmp_path)
-    net = ref.create_model(config, seed=1)
+    net = torch_avc.create_model(config, seed=1)
     with torch.no_grad():  # BatchNorm affine parameters away from (1, 0).
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -101,9 +88,9 @@ def test_torch_reference_step_computes_our_loss(tmp_path):
     batch = random_batch(config, seed=2)
     alphas = (config.alpha_contrastive, config.alpha_audio, config.alpha_visual)
     with torch.no_grad():
-        total, terms = ref.loss_terms(
+        total, terms = torch_avc.loss_terms(
             net,
-            ref.torch_batch(batch),
+            torch_avc.torch_batch(batch),
             tau=config.tau,
             alphas=alphas,
             sample_rate=config.sample_rate,
@@ -118,8 +105,7 @@ def test_torch_reference_step_computes_our_loss(tmp_path):
 def test_torch_reference_spectrogram_is_scipys():
     import scipy.signal
 
-    ref = load_torch_reference()
     pcm = np.random.default_rng(0).normal(0, 2000, [2, 11025]).astype(np.int16)
-    ours = ref.log_spectrogram(torch.from_numpy(pcm), 22050).numpy()[:, 0]
+    ours = torch_avc.log_spectrogram(torch.from_numpy(pcm), 22050).numpy()[:, 0]
     _, _, s = scipy.signal.spectrogram(pcm / 32768.0, 22050, nperseg=512, noverlap=274)
     np.testing.assert_allclose(ours, np.log(s + 1e-7) / 12, atol=2e-5)

@@ -20,8 +20,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import REPO, tiny_config
-from test_real_datasets import flickr_config, flickr_root  # noqa: F401 (a fixture)
+from helpers.configs import tiny_config
+from helpers.paths import REPO
+from helpers.real_disks import flickr_config
 
 from avkd_jax import checkpoints, localize, models, prepare, sharding, train
 from avkd_jax import state as train_state
@@ -153,7 +154,7 @@ def test_eval_of_damaged_checkpoints_exits_without_tracebacks(two_steps, tmp_pat
     workdir = copy(two_steps, tmp_path, damaged=(1, 2))
     config_file = tmp_path / "config.py"
     config_file.write_text(
-        f"import sys\nsys.path.insert(0, {HERE!r})\nfrom conftest import tiny_config\n\n\n"
+        f"import sys\nsys.path.insert(0, {HERE!r})\nfrom helpers.configs import tiny_config\n\n\n"
         f"def get_config():\n    return tiny_config({str(tmp_path / 'data')!r})\n"
     )
     out = subprocess.run(
@@ -187,10 +188,10 @@ def test_prepare_a_set_smaller_than_a_batch(tmp_path):
         train.train_and_evaluate(config, str(tmp_path / "run"))
 
 
-def test_prepare_names_the_command_for_missing_real_hints(flickr_root, tmp_path):  # noqa: F811
+def test_prepare_names_the_command_for_missing_real_hints(flickr_root, tmp_path):
     config_file = tmp_path / "config.py"
     config_file.write_text(
-        f"import sys\nsys.path.insert(0, {HERE!r})\nfrom test_real_datasets import "
+        f"import sys\nsys.path.insert(0, {HERE!r})\nfrom helpers.real_disks import "
         "flickr_config\n\n\n"
         f"def get_config():\n    return flickr_config({str(flickr_root)!r}, "
         f"{str(tmp_path / 'tfds')!r})\n"

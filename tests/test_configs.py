@@ -1,7 +1,7 @@
 """Configs: the paper's hyper-parameters, and a clear error where real data is missing."""
 
 import pytest
-from conftest import load_config
+from helpers.configs import load_config
 
 from avkd_jax import datasets
 

@@ -14,8 +14,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, load_config, tiny_config
-from torch_reference import TorchAVC, random_avc, save_as_released
+from helpers.configs import load_config, tiny_config
+from helpers.paths import REPO
+from helpers.torch_reference import TorchAVC, random_avc, save_as_released
 
 from avkd_jax import audio, evaluate, localize, models, pretrained
 from avkd_jax import state as train_state

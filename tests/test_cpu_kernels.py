@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, random_batch, tiny_config
+from helpers.configs import random_batch, tiny_config
+from helpers.paths import REPO
 
 from avkd_jax import models, train
 from avkd_jax.cpu_kernels import dispatch, onednn, xla_grads

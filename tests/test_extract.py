@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from conftest import tiny_config
+from helpers.configs import tiny_config
 
 from avkd_jax import datasets
 from avkd_jax.datasets import hint_shards
@@ -22,7 +22,7 @@ REPO = str(pathlib.Path(__file__).resolve().parents[1])
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
-    """The tiny world of conftest, smaller, written as 3 train shards (conftest's single
+    """The tiny world of conftest.tiny_data_dir, smaller, written as 3 train shards (conftest's single
     shard could not show a run stopped between shards)."""
     c = tiny_config(tmp_path_factory.mktemp("data"))
     c.dataset_kwargs.num_train = 20

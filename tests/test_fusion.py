@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch_reference import random_resnet, write_resnet_npz
+from helpers.torch_reference import random_resnet, write_resnet_npz
 
 from avkd_jax import evaluate, pretrained, sharding
 from avkd_jax.datasets import hint_shards

@@ -12,9 +12,10 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, tiny_config
+from helpers.configs import tiny_config
+from helpers.paths import REPO
+from helpers.torch_reference import random_avc, random_resnet, write_avc_npz, write_resnet_npz
 from PIL import Image
-from torch_reference import random_avc, random_resnet, write_avc_npz, write_resnet_npz
 
 from avkd_jax import checkpoints, datasets, evaluate, input_pipeline, localize, pictures, sharding
 from avkd_jax import state as train_state

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, random_batch, tiny_config
+from helpers.configs import random_batch, tiny_config
+from helpers.paths import REPO
 
 from avkd_jax import conv_impl, default_config, models, train
 

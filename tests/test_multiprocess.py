@@ -12,9 +12,9 @@ import glob
 import os
 import signal
 
-import main_runs
 import numpy as np
 import pytest
+from helpers import main_runs
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ import os
 
 import nbformat
 import pytest
-from conftest import REPO
+from helpers.paths import REPO
 from nbclient import NotebookClient
 
 NOTEBOOK = REPO / "notebooks" / "colab_evaluation.ipynb"

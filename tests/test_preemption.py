@@ -11,9 +11,9 @@ the final parameters are those of the uninterrupted run bit for bit.
 
 import signal
 
-import main_runs
 import numpy as np
 import pytest
+from helpers import main_runs
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,8 @@ import pathlib
 
 import numpy as np
 import pytest
-from conftest import REPO, load_config
+from helpers.configs import load_config
+from helpers.paths import REPO
 
 from avkd_jax import evaluate
 from avkd_jax.datasets import raw_examples, report, sources, vggss_annotations

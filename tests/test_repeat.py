@@ -1,20 +1,12 @@
-"""benchmarks/repeat.py: the paper's mean ± std tables from repeated runs."""
-
-import importlib.util
+"""avkd_jax.tables: the paper's mean ± std tables from repeated runs (benchmarks/repeat.py,
+benchmarks/ablation.py)."""
 
 import numpy as np
-from conftest import REPO
 
-
-def load_repeat():
-    spec = importlib.util.spec_from_file_location("repeat", REPO / "benchmarks" / "repeat.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from avkd_jax import tables
 
 
 def test_tables_are_mean_and_sample_std_over_seeds():
-    repeat = load_repeat()
     cious = [70.0, 80.0, 84.0]
     aucs = [55.5, 60.25, 61.0]
     runs = []
@@ -31,7 +23,7 @@ def test_tables_are_mean_and_sample_std_over_seeds():
         if k == 2:
             del sets["vggss_test"]  # e.g. a seed evaluated on one set only
         runs.append(sets)
-    text = repeat.tables(runs, "flickr10k")
+    text = tables.paper_tables(runs, "flickr10k")
     ciou = f"{np.mean(cious):.1f} ± {np.std(cious, ddof=1):.1f}"  # 78.0 ± 7.2
     auc = f"{np.mean(aucs):.1f} ± {np.std(aucs, ddof=1):.1f}"
     assert f"| AVC | flickr10k | flickr_test | {ciou} | {auc} | 3/3 |" in text
@@ -44,12 +36,8 @@ def test_tables_are_mean_and_sample_std_over_seeds():
     assert "OG-AVC" not in table1 and "| AVC |" not in table3
 
 
-def test_ablation_turns_teachers_off_and_tabulates_each_variant(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("ablation", REPO / "benchmarks" / "ablation.py")
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
-    args = {slug: ablation.variant_args(a, v) for slug, _, a, v in ablation.VARIANTS}
+def test_ablation_turns_teachers_off_and_tabulates_each_variant():
+    args = {slug: tables.ablation_args(a, v) for slug, _, a, v in tables.ABLATION_VARIANTS}
     assert args == {
         "base": ["--config.alpha_audio=0", "--config.alpha_visual=0"],
         "audio": ["--config.alpha_visual=0"],
@@ -66,7 +54,7 @@ def test_ablation_turns_teachers_off_and_tabulates_each_variant(monkeypatch):
         # A summary without the synthetic world's diagnostics (real data): dashes.
         "base (no teacher)": [{"ciou": 10.0, "auc": 20.0, "mean_ciou": 30.0}],
     }
-    text = ablation.table(rows, "caption")
+    text = tables.ablation_table(rows, "caption")
     swap = f"{np.mean(swaps):.3f} ± {np.std(swaps, ddof=1):.3f}"  # 0.688 ± 0.165
     assert (
         f"| both teachers | 61.0 ± 1.0 | 50.0 ± 0.0 | 40.0 ± 0.0 | 82.0 ± 2.0 | {swap} | 3 |"

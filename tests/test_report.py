@@ -4,13 +4,7 @@ import os
 import subprocess
 import sys
 
-from test_real_datasets import (  # noqa: F401  (module fixtures)
-    flickr_built,
-    flickr_config,
-    flickr_root,
-    vggsound_config,
-    vggsound_root,
-)
+from helpers.real_disks import flickr_config, vggsound_config
 
 from avkd_jax.datasets import report
 

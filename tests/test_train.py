@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import random_batch, tiny_config
+from helpers.configs import random_batch, tiny_config
 
 from avkd_jax import checkpoints, models, train
 from avkd_jax import state as train_state

@@ -1,29 +1,25 @@
-"""The AVC train step written the way the PyTorch peer code writes it, as a speed reference.
+"""The authors' AVC student in PyTorch, and its train step written the way the PyTorch peer
+code writes it: the reference our JAX model is measured and checked against.
 
 Eager torchvision-layout ResNet18s (`teachers/torch_resnet.py`, NCHW, float32), the
 authors' module names (`imgnet`, `img_proj`, `audnet`, `aud_proj`, so that
-`teachers.convert_avc` maps a model onto ours), `torch.optim.Adam`. It does the work our
-jitted step does, from the same raw inputs: the log-spectrogram of the int16 PCM
-(scipy.signal.spectrogram's numbers, with torch ops), ImageNet normalisation, both
-students, the contrastive loss (max over the map, cross entropy both ways), the audio and
-visual hint losses, and one Adam step. Not imported by the package or the tests' fixtures;
-`benchmarks/train_step.py` times it and `tests/test_bf16.py` checks its losses against ours.
+`teachers.convert_avc` maps a model, or a released checkpoint of one, onto ours),
+`torch.optim.Adam`. The step does the work our jitted step does, from the same raw
+inputs: the log-spectrogram of the int16 PCM (scipy.signal.spectrogram's numbers, with
+torch ops), ImageNet normalisation, both students, the contrastive loss (max over the
+map, cross entropy both ways), the audio and visual hint losses, and one Adam step.
+Imported by no CLI; `benchmarks/train_step.py` times the step,
+`tests/test_bf16.py` checks its losses against ours, and the tests' random AVCs
+(`tests/helpers/torch_reference.py`) are `AVCStudent`s.
 """
 
 from __future__ import annotations
-
-import os
-import sys
 
 import numpy as np
 import scipy.signal
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 from teachers import torch_resnet
 

@@ -20,15 +20,15 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(TESTS)
 TIMEOUT_S = 600
 
 CONFIG_FILE = '''"""The tiny test world: two input groups, every step logged, no evaluation."""
 import sys
 
 sys.path.insert(0, {tests!r})
-from conftest import tiny_config
+from helpers.configs import tiny_config
 
 
 def get_config():
@@ -45,9 +45,9 @@ def four_shard_world(tmp_path_factory) -> tuple[str, str]:
     """(config file, compilation cache dir), shared by the session's tests: the tiny world
     prepared in 4 train shards (2 input groups × 2 shards) and a config file naming it."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    from conftest import tiny_config  # pylint: disable=g-import-not-at-top
 
     from avkd_jax import datasets  # pylint: disable=g-import-not-at-top
+    from helpers.configs import tiny_config  # pylint: disable=g-import-not-at-top
 
     base = tmp_path_factory.getbasetemp()
     data_dir, config_file = base / "four_shard_world", base / "four_shard_world.py"
@@ -55,7 +55,7 @@ def four_shard_world(tmp_path_factory) -> tuple[str, str]:
         builder = datasets.get_builder(tiny_config(data_dir))
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(num_shards=4))
         assert len(builder.info.splits["train"].filenames) == 4
-        config_file.write_text(CONFIG_FILE.format(tests=HERE, data_dir=str(data_dir)))
+        config_file.write_text(CONFIG_FILE.format(tests=TESTS, data_dir=str(data_dir)))
     return str(config_file), str(base / "jax_compilation_cache")
 
 

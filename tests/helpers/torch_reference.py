@@ -1,11 +1,10 @@
-"""PyTorch reference models for the tests (not a test module): torchvision's ResNet18 and
-the authors' AVC, built from `teachers/torch_resnet.py` with random weights."""
+"""PyTorch reference models for the tests with random weights: torchvision's ResNet18
+(`teachers/torch_resnet.py`) and the authors' AVC (`teachers/torch_avc.py`)."""
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from teachers import convert_avc, convert_resnet, torch_resnet
+from teachers import convert_avc, convert_resnet, torch_avc, torch_resnet
 
 
 def randomise_batch_norms(net: nn.Module) -> None:
@@ -34,25 +33,13 @@ def write_resnet_npz(net: nn.Module, path) -> str:
     return str(path)
 
 
-class TorchAVC(nn.Module):
-    """The authors' AVC: `imgnet`, `img_proj`, `audnet` (1-channel conv1), `aud_proj`; the
-    map <v[h, w], a> of an image (NCHW, ImageNet-normalised) and a spectrogram [B, 1, F, T]:
-    1×1 conv projection and L2 norm of the image map; global max pool, linear projection
-    and L2 norm of the audio embedding."""
-
-    def __init__(self, width: float, dim: int):
-        super().__init__()
-        self.imgnet = torch_resnet.resnet18(3, 1, width)
-        self.audnet = torch_resnet.resnet18(1, 1, width)
-        del self.imgnet.fc, self.audnet.fc  # The checkpoint's trunks have no classifier.
-        channels = round(64 * width) * 8
-        self.img_proj = nn.Conv2d(channels, dim, 1)
-        self.aud_proj = nn.Linear(channels, dim)
+class TorchAVC(torch_avc.AVCStudent):
+    """The authors' AVC (`teachers.torch_avc.AVCStudent`: `imgnet`, `img_proj`, `audnet`
+    with a 1-channel conv1, `aud_proj`) returning the map <v[h, w], a> of an image (NCHW,
+    ImageNet-normalised) and a spectrogram [B, 1, F, T]."""
 
     def forward(self, image, spec):
-        v = F.normalize(self.img_proj(self.imgnet.trunk(image)), dim=1)
-        a = F.adaptive_max_pool2d(self.audnet.trunk(spec), 1).flatten(1)
-        a = F.normalize(self.aud_proj(a), dim=1)
+        a, v = super().forward(image, spec)
         return torch.einsum("bchw,bc->bhw", v, a)
 
 
