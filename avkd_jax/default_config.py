@@ -97,6 +97,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.eval_every_epochs = 10  # And after the last epoch; 0: never (--mode=eval later).
     c.eval_batch_size = 64
+    # Evaluation protocols (avkd_jax/eval/registry.py), their summary keys in this order:
+    # 'lvs' cIoU / AUC, 'peaks' the models' peak histogram, 'synthetic' peak on the
+    # sounding object and audio swap (scenes that list their objects only).
+    c.evals = ("lvs", "peaks", "synthetic")
 
     # Object-guided inference (paper §3.5, docs/design.md, Evaluation). OG-AVC fuses the student's map with
     # the object map of an ImageNet ResNet18 (a `teachers.convert_resnet` .npz, any width;
