@@ -112,6 +112,10 @@ def _training(c: ml_collections.ConfigDict) -> None:
     c.keep_checkpoints = 3
     c.eval_every_epochs = 10  # And after the last epoch; 0: never (--mode=eval later).
     c.eval_batch_size = 64
+    # Evaluation protocols (avkd_jax/eval/registry.py), their summary keys in this order:
+    # 'lvs' cIoU / AUC, 'peaks' the models' peak histogram, 'synthetic' peak on the
+    # sounding object and audio swap (scenes that list their objects only).
+    c.evals = ("lvs", "peaks", "synthetic")
 
 
 def _object_guided(c: ml_collections.ConfigDict) -> None:

@@ -31,7 +31,6 @@ from PIL import Image
 from avkd_jax import (
     checkpoints,
     errors,
-    evaluate,
     files,
     input_pipeline,
     models,
@@ -43,8 +42,9 @@ from avkd_jax import (
 from avkd_jax.checkpoints import load_config
 from avkd_jax.datasets import media, video
 from avkd_jax.errors import CheckpointRestoreError, MediaError, RunError
+from avkd_jax.eval import fusion, protocol
 
-VARIANTS = (evaluate.STUDENT, evaluate.OG)
+VARIANTS = (fusion.STUDENT, fusion.OG)
 STORED_SHORTER_SIDE = 256  # What the builders store (docs/design.md, Data flow).
 
 
@@ -109,12 +109,12 @@ def model_image(stored: np.ndarray, image_size: int) -> np.ndarray:
     return np.asarray(out["image"])
 
 
-def object_model(run: Run, npz: str | None = None) -> evaluate.ObjectModel:
+def object_model(run: Run, npz: str | None = None) -> fusion.ObjectModel:
     """The OG-AVC object model: `npz`, else the run's `config.object_npz`."""
     value = npz or run.config.get("object_npz")
     if not value:
         raise RunError(
-            f"--variant={evaluate.OG} needs an object model: {run.workdir}/config.json has no "
+            f"--variant={fusion.OG} needs an object model: {run.workdir}/config.json has no "
             "object_npz; pass --object_npz=resnet18.npz (python -m teachers.convert_resnet)"
         )
     builder = None
@@ -125,7 +125,7 @@ def object_model(run: Run, npz: str | None = None) -> evaluate.ObjectModel:
     path = pretrained.resolve_npz(value, builder, run.config)
     variables, width = pretrained.load_object_npz(path)
     conv_impl = run.config.model.get("conv_impl", "auto")
-    return evaluate.ObjectModel(width, variables, path, conv_impl)
+    return fusion.ObjectModel(width, variables, path, conv_impl)
 
 
 @functools.cache
@@ -134,29 +134,29 @@ def _jitted(fn, module):
     return jax.jit(functools.partial(fn, module))
 
 
-def localization_map(run: Run, image, pcm, variant: str = evaluate.STUDENT, objects=None):
+def localization_map(run: Run, image, pcm, variant: str = fusion.STUDENT, objects=None):
     """The protocol map of one clip.
 
     Args:
       image: uint8 `[S, S, 3]` (`model_image`).
       pcm: int16 `[N]` (`read_sound`).
-      variant: 'AVC', or 'OG-AVC' (needs `objects`, an `evaluate.ObjectModel`).
+      variant: 'AVC', or 'OG-AVC' (needs `objects`, an `fusion.ObjectModel`).
     Returns:
       float32 `[224, 224]`, min-max normalised.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r}: expected one of {VARIANTS}")
     image, pcm = np.asarray(image)[None], np.asarray(pcm)[None]
-    avc = evaluate.protocol_maps(
-        np.asarray(_jitted(evaluate.model_maps, run.model)(run.variables, image, pcm))
+    avc = protocol.protocol_maps(
+        np.asarray(_jitted(fusion.model_maps, run.model)(run.variables, image, pcm))
     )
-    if variant == evaluate.STUDENT:
+    if variant == fusion.STUDENT:
         return avc[0].astype(np.float32)
-    obj = evaluate.protocol_maps(
-        np.asarray(_jitted(evaluate.object_maps, objects.trunk)(objects.variables, image))
+    obj = protocol.protocol_maps(
+        np.asarray(_jitted(fusion.object_maps, objects.trunk)(objects.variables, image))
     )
-    fused = evaluate.fuse_og(avc, obj, run.config.og_alpha)
-    return evaluate.normalize_map(fused)[0].astype(np.float32)
+    fused = fusion.fuse_og(avc, obj, run.config.og_alpha)
+    return protocol.normalize_map(fused)[0].astype(np.float32)
 
 
 def localize(
@@ -165,7 +165,7 @@ def localize(
     audio: str | None = None,
     video_path: str | None = None,
     out: str | None = None,
-    variant: str = evaluate.STUDENT,
+    variant: str = fusion.STUDENT,
     object_npz: str | None = None,
 ) -> dict:
     """Localises the sound of `image` + `audio`, or of `video_path`, with the student in the
@@ -193,7 +193,7 @@ def localize(
     native, stored = read_picture(picture_file, bool(video_path))
     pcm = read_sound(video_path or audio, bool(video_path), config)
     run = load_run(checkpoint)
-    objects = object_model(run, object_npz) if variant == evaluate.OG else None
+    objects = object_model(run, object_npz) if variant == fusion.OG else None
     heat = localization_map(run, model_image(stored, run.config.image_size), pcm, variant, objects)
 
     if out is None:
@@ -213,7 +213,7 @@ flags.DEFINE_string("image", None, "A picture (jpg, png, ...); with --audio.")
 flags.DEFINE_string("audio", None, "A sound (wav, flac; any rate and channels); with --image.")
 flags.DEFINE_string("video", None, "A video: its middle frame and the centre of its sound.")
 flags.DEFINE_string("out", None, "Output prefix for .png and .npy (default: <input>_localized).")
-flags.DEFINE_enum("variant", evaluate.STUDENT, list(VARIANTS), "Which map to draw.")
+flags.DEFINE_enum("variant", fusion.STUDENT, list(VARIANTS), "Which map to draw.")
 flags.DEFINE_string("object_npz", None, "OG-AVC's ResNet18 .npz (default: the run's).")
 
 

@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from avkd_jax import evaluate, files
+from avkd_jax import files
+from avkd_jax.eval import fusion, protocol
 
 COLOUR_MAP = "jet"
 OPACITY = 0.5  # of the heat map over the image
@@ -81,10 +82,10 @@ def maps_grid(pictures: list, cious: dict, ids: list, path: str, title: str = ""
     boxes, then each variant's map over the image with the sample's cIoU.
 
     Args:
-      pictures: `evaluate.SplitEval.pictures`.
+      pictures: `eval.evaluator.SplitEval.pictures`.
       cious, ids: `SplitEval.cious` and `.ids` (for the cIoU shown under each map).
     """
-    variants = [v for v in evaluate.PICTURE_VARIANTS if any(v in p["maps"] for p in pictures)]
+    variants = [v for v in fusion.PICTURE_VARIANTS if any(v in p["maps"] for p in pictures)]
     position = {i: k for k, i in enumerate(ids)}
     cols = 2 + len(variants)
     fig = Figure(figsize=(cols * CELL_INCHES, len(pictures) * CELL_INCHES + 0.35))
@@ -148,8 +149,8 @@ def success_plot(cious: dict, path: str, title: str = "") -> str:
     fig = Figure(figsize=(5, 3.2))
     ax = fig.subplots()
     for variant, values in cious.items():
-        thresholds, fractions = evaluate.success_curve(values)
-        auc = evaluate.summarize(values)["auc"]
+        thresholds, fractions = protocol.success_curve(values)
+        auc = protocol.summarize(values)["auc"]
         ax.plot(thresholds, fractions, marker=".", linewidth=1.2, label=f"{variant}: AUC {auc:.1f}")
     ax.set_xlabel("cIoU threshold t")
     ax.set_ylabel("fraction of samples with cIoU ≥ t")
@@ -167,7 +168,7 @@ def write_pictures(directory: str, set_name: str, result) -> list[str]:
     `<set>_ciou_hist.png` (`ciou_histogram`) and `<set>_success.png` (`success_plot`).
 
     Args:
-      result: the set's `evaluate.SplitEval`.
+      result: the set's `evaluator.SplitEval`.
     Returns:
       the paths written.
     """

@@ -20,11 +20,9 @@ from clu import metric_writers, periodic_actions
 from avkd_jax import (
     checkpoints,
     datasets,
-    evaluate,
     input_pipeline,
     losses,
     models,
-    pictures,
     prepare,
     pretrained,
     sharding,
@@ -33,6 +31,7 @@ from avkd_jax import (
 )
 from avkd_jax.checkpoints import checkpoint_manager, save_config
 from avkd_jax.errors import NonFiniteLossError
+from avkd_jax.eval import evaluator, reports
 from avkd_jax.preemption import Preempted, sigterm_notice
 from avkd_jax.state import learning_rate, make_optimizer, restore_or_init
 
@@ -352,14 +351,9 @@ def evaluate_and_report(model, state, eval_sets, config, mesh, workdir, baseline
         variants["untrained"] = jax.jit(
             functools.partial(models.init_variables, model, config), out_shardings=replicated
         )(jax.random.key(config.seed + 1))
-    evaluated = evaluate.evaluate_sets(model, variants, eval_sets, config, mesh, baselines)
-    results = {name: e.results for name, e in evaluated.items()}
-    step = int(state["step"])
-    text = evaluate.write_results(workdir, results, step)
-    evaluate.write_cious(workdir, evaluated, step)
+    evaluated = evaluator.evaluate_sets(model, variants, eval_sets, config, mesh, baselines)
+    results, text = reports.write_all(workdir, evaluated, int(state["step"]))
     if jax.process_index() == 0:
-        for name, e in evaluated.items():
-            pictures.write_pictures(os.path.join(workdir, "pictures"), name, e)
         print(text, flush=True)
     return results
 

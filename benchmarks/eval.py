@@ -5,9 +5,9 @@ threshold, cIoU).
     python benchmarks/eval.py                          # synthetic and paper shapes
     python benchmarks/eval.py --shapes=synthetic --batches=2 --no-protocol
 
-Model maps: `evaluate.model_maps` jitted, on a fixed random batch of `eval_batch_size`
+Model maps: `fusion.model_maps` jitted, on a fixed random batch of `eval_batch_size`
 already on the device, median of `--batches` calls after one untimed. Protocol:
-`evaluate.evaluate_split` of an untrained student on configs/synthetic.py's test split
+`eval.evaluator.evaluate_split` of an untrained student on configs/synthetic.py's test split
 (under --data_dir, prepared on first use), one variant, no baselines, timed end to end
 after one untimed run that compiles. Runs with the configs' `xla_flags`, as
 `python -m avkd_jax.main --mode=eval` does (a flag already in $XLA_FLAGS wins).
@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 from train_step import cpu_name, load_config, median_seconds, random_batch
 
-from avkd_jax import datasets, evaluate, models, sharding
+from avkd_jax import datasets, models, sharding
+from avkd_jax.eval import evaluator, fusion
 
 SHAPES = {"synthetic": "synthetic", "paper": "flickr10k"}
 
@@ -51,7 +52,7 @@ def model_maps_per_second(config, batches: int) -> float:
     batch = random_batch(config)
     data = sharding.batch_sharded(mesh)
     image, pcm = (jax.device_put(jnp.asarray(batch[k]), data) for k in ("image", "audio"))
-    maps = jax.jit(lambda v, i, a: evaluate.model_maps(model, v, i, a))
+    maps = jax.jit(lambda v, i, a: fusion.model_maps(model, v, i, a))
     seconds = median_seconds(lambda: maps(variables, image, pcm).block_until_ready(), 1, batches)
     return config.eval_batch_size / seconds
 
@@ -62,11 +63,11 @@ def protocol_maps_per_second(config) -> tuple[float, int]:
     builder.download_and_prepare()
     model = models.create_model(config)
     mesh = sharding.create_mesh()
-    variants = {evaluate.STUDENT: untrained(model, config, mesh)}
-    results = evaluate.evaluate_split(model, variants, builder, config, mesh)  # Compiles.
+    variants = {fusion.STUDENT: untrained(model, config, mesh)}
+    results = evaluator.evaluate_split(model, variants, builder, config, mesh)  # Compiles.
     start = time.perf_counter()
-    results = evaluate.evaluate_split(model, variants, builder, config, mesh)
-    n = results[evaluate.STUDENT]["n"]
+    results = evaluator.evaluate_split(model, variants, builder, config, mesh)
+    n = results[fusion.STUDENT]["n"]
     return n / (time.perf_counter() - start), n
 
 

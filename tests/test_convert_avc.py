@@ -18,8 +18,9 @@ from helpers.configs import load_config, tiny_config
 from helpers.paths import REPO
 from helpers.torch_reference import TorchAVC, random_avc, save_as_released
 
-from avkd_jax import audio, evaluate, localize, models, pretrained
+from avkd_jax import audio, localize, models, pretrained
 from avkd_jax import state as train_state
+from avkd_jax.eval import fusion
 from teachers import convert_avc
 from teachers.convert_resnet import ConversionError
 
@@ -69,7 +70,7 @@ def test_imported_checkpoint_gives_the_reference_maps(tmp_path):
     pcm = np.stack([8000 * np.sin(2 * np.pi * f * t) for f in (440.0, 1700.0)])
     pcm = (pcm + rng.normal(0, 500, pcm.shape)).astype(np.int16)
 
-    ours = np.asarray(evaluate.model_maps(run.model, run.variables, image, pcm))
+    ours = np.asarray(fusion.model_maps(run.model, run.variables, image, pcm))
     x = (image / 255.0 - np.array(models.IMAGENET_MEAN)) / np.array(models.IMAGENET_STD)
     spec = np.asarray(audio.spectrogram_input(pcm, config.sample_rate))  # [B, F, T, 1]
     with torch.no_grad():

@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from helpers.torch_reference import random_resnet, write_resnet_npz
 
-from avkd_jax import evaluate, pretrained, sharding
+from avkd_jax import pretrained, sharding
 from avkd_jax.datasets import hint_shards
+from avkd_jax.eval import evaluator, fusion, protocol, reports
 
-S = evaluate.MAP_SIZE
+S = protocol.MAP_SIZE
 HALF = S // 2
 
 
@@ -44,7 +45,7 @@ def test_protocol_maps_are_torchs_resize_then_min_max():
     for grid in (7, 25):
         maps = rng.normal(size=[3, grid, grid]).astype(np.float32)
         np.testing.assert_allclose(
-            evaluate.protocol_maps(maps), torch_protocol(maps), atol=1e-5, rtol=0
+            protocol.protocol_maps(maps), torch_protocol(maps), atol=1e-5, rtol=0
         )
 
 
@@ -55,13 +56,13 @@ def test_og_fusion_moves_the_threshold_as_worked_out_by_hand():
     quarter = HALF * HALF
     # α = 0.4: cells are TL 1, TR 0.4, BL 0.6, BR 0. The median cell (index S²/2 of the
     # sorted map) is the first of the BL quarter, 0.6: the left half is inferred.
-    fused = evaluate.fuse_og(avc, obj, 0.4)
+    fused = fusion.fuse_og(avc, obj, 0.4)
     np.testing.assert_allclose(fused, quadrants(1.0, 0.4, 0.6, 0.0))
-    assert evaluate.sample_ciou(fused, gt) == pytest.approx(quarter / (2 * quarter + quarter))
+    assert protocol.sample_ciou(fused, gt) == pytest.approx(quarter / (2 * quarter + quarter))
     # α = 0.7: TL 1, TR 0.7, BL 0.3, BR 0: the top half is inferred, exactly the truth.
-    assert evaluate.sample_ciou(evaluate.fuse_og(avc, obj, 0.7), gt) == 1.0
+    assert protocol.sample_ciou(fusion.fuse_og(avc, obj, 0.7), gt) == 1.0
     # α = 0 is the AVC map itself.
-    np.testing.assert_array_equal(evaluate.fuse_og(avc, obj, 0.0), avc)
+    np.testing.assert_array_equal(fusion.fuse_og(avc, obj, 0.0), avc)
 
 
 def test_og_detr_fusion_and_nothing_detected():
@@ -69,29 +70,29 @@ def test_og_detr_fusion_and_nothing_detected():
     detr = quadrants(0, 1, 0, 0)  # the top-right quarter
     # (1+1+0, 0+1+1, 1+0+0, 0)/3 = TL 2/3, TR 2/3, BL 1/3, BR 0: the median cell (index
     # S²/2 = 2q of the sorted map) is the first of the 2/3 cells: the top half, the truth.
-    fused = evaluate.fuse_og_detr(avc, obj, detr)
+    fused = fusion.fuse_og_detr(avc, obj, detr)
     np.testing.assert_allclose(fused, quadrants(2, 2, 1, 0) / 3)
-    assert evaluate.sample_ciou(fused, gt) == 1.0
+    assert protocol.sample_ciou(fused, gt) == 1.0
 
     # DETR found nothing: its map is NaN everywhere and counts as zeros. The sum is then
     # TL 2/3, TR 1/3, BL 1/3, BR 0 with threshold 1/3: TL, TR and BL are inferred, cIoU
     # 2q / (2q + q), as (AVC + object) alone.
-    zeros = evaluate.detr_maps(np.full([1, 25, 25], np.nan, np.float32))
+    zeros = fusion.detr_maps(np.full([1, 25, 25], np.nan, np.float32))
     np.testing.assert_array_equal(zeros, np.zeros([1, S, S]))
-    without = evaluate.fuse_og_detr(avc, obj, zeros[0])
-    assert evaluate.sample_ciou(without, gt) == pytest.approx(2 / 3)
-    assert evaluate.sample_ciou(avc + obj, gt) == pytest.approx(2 / 3)
+    without = fusion.fuse_og_detr(avc, obj, zeros[0])
+    assert protocol.sample_ciou(without, gt) == pytest.approx(2 / 3)
+    assert protocol.sample_ciou(avc + obj, gt) == pytest.approx(2 / 3)
 
 
 def test_detr_maps_are_resized_like_the_others_and_partial_nan_is_refused():
     rng = np.random.default_rng(1)
     hints = rng.random([2, 25, 25]).astype(np.float16)
     np.testing.assert_allclose(
-        evaluate.detr_maps(hints), torch_protocol(hints.astype(np.float32)), atol=1e-5
+        fusion.detr_maps(hints), torch_protocol(hints.astype(np.float32)), atol=1e-5
     )
     hints[1, 3, 4] = np.nan
     with pytest.raises(hint_shards.HintError, match="id clip-b is NaN in some cells only"):
-        evaluate.detr_maps(hints, ["clip-a", "clip-b"])
+        fusion.detr_maps(hints, ["clip-a", "clip-b"])
 
 
 def test_object_map_matches_torch_resnet18(tmp_path):
@@ -103,11 +104,11 @@ def test_object_map_matches_torch_resnet18(tmp_path):
     image = rng.integers(0, 256, [2, 96, 96, 3], dtype=np.uint8)
 
     ours = np.asarray(
-        evaluate.object_maps(evaluate.ObjectModel(width, variables).trunk, variables, image)
+        fusion.object_maps(fusion.ObjectModel(width, variables).trunk, variables, image)
     )
 
-    x = (image / 255.0 - np.array(evaluate.models.IMAGENET_MEAN)) / np.array(
-        evaluate.models.IMAGENET_STD
+    x = (image / 255.0 - np.array(fusion.models.IMAGENET_MEAN)) / np.array(
+        fusion.models.IMAGENET_STD
     )
     with torch.no_grad():
         feats = net.trunk(torch.from_numpy(x.transpose(0, 3, 1, 2)).float())
@@ -115,7 +116,7 @@ def test_object_map_matches_torch_resnet18(tmp_path):
     assert ours.shape == reference.shape == (2, 3, 3)
     np.testing.assert_allclose(ours, reference, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(
-        evaluate.protocol_maps(ours), torch_protocol(reference), atol=1e-4, rtol=0
+        protocol.protocol_maps(ours), torch_protocol(reference), atol=1e-4, rtol=0
     )
 
 
@@ -176,13 +177,13 @@ def test_evaluation_scores_the_fusions_and_notes_what_it_skips(tiny, tmp_path):
     variables = models.init_variables(model, config, jax.random.key(0))
     mesh = sharding.create_mesh()
 
-    result = evaluate.evaluate_sets(model, {"AVC": variables}, eval_sets, config, mesh)
+    result = evaluator.evaluate_sets(model, {"AVC": variables}, eval_sets, config, mesh)
     e = result["synthetic_test"]
     assert list(e.results) == ["AVC", "OG-AVC", "OG-AVC-DETR"]
 
-    objects, _ = evaluate.load_object_model(config, builder)
-    maps_fn = jax.jit(lambda v, i, a: evaluate.model_maps(model, v, i, a))
-    objects_fn = jax.jit(lambda v, i: evaluate.object_maps(objects.trunk, v, i))
+    objects, _ = fusion.load_object_model(config, builder)
+    maps_fn = jax.jit(lambda v, i, a: fusion.model_maps(model, v, i, a))
+    objects_fn = jax.jit(lambda v, i: fusion.object_maps(objects.trunk, v, i))
     expected = {"AVC": [], "OG-AVC": [], "OG-AVC-DETR": []}
     for batch in input_pipeline.eval_batches(builder, config, "test", 5):
         for r in np.flatnonzero(batch["mask"]):
@@ -191,34 +192,36 @@ def test_evaluation_scores_the_fusions_and_notes_what_it_skips(tiny, tmp_path):
             obj = torch_protocol(np.asarray(objects_fn(objects.variables, image)))
             detr = hints[batch["id"][r].decode()].astype(np.float32)[None]
             detr = np.zeros([1, S, S]) if np.isnan(detr).all() else torch_protocol(detr)
-            gt = evaluate.gt_map_of(batch, r, "flickr")
+            gt = protocol.gt_map_of(batch, r, "flickr")
             for name, pred in (
                 ("AVC", avc),
                 ("OG-AVC", 0.7 * avc + 0.3 * obj),
                 ("OG-AVC-DETR", (avc + obj + detr) / 3),
             ):
-                expected[name].append(evaluate.sample_ciou(pred[0], gt))
+                expected[name].append(protocol.sample_ciou(pred[0], gt))
     for name, values in expected.items():
         # Batches of 5 against single samples: oneDNN's convolutions split the work by
         # batch size, so the maps differ in float32 round-off (cIoU by ~3e-6 here).
         np.testing.assert_allclose(e.cious[name], values, atol=1e-4, err_msg=name)
-        assert e.results[name]["ciou"] == evaluate.summarize(values)["ciou"]
+        assert e.results[name]["ciou"] == protocol.summarize(values)["ciou"]
 
     # The real DETR's hints are not there: that variant is skipped, with the command.
     config.og_detr_teacher = "detr"
-    e = evaluate.evaluate_sets(model, {"AVC": variables}, eval_sets, config, mesh)["synthetic_test"]
-    assert list(e.results) == ["AVC", "OG-AVC", evaluate.SKIPPED]
-    why = e.results[evaluate.SKIPPED]["OG-AVC-DETR"]
+    e = evaluator.evaluate_sets(model, {"AVC": variables}, eval_sets, config, mesh)[
+        "synthetic_test"
+    ]
+    assert list(e.results) == ["AVC", "OG-AVC", evaluator.SKIPPED]
+    why = e.results[evaluator.SKIPPED]["OG-AVC-DETR"]
     assert "no hints extracted" in why and "-m teachers.extract" in why and "--split=test" in why
-    text = evaluate.write_results(str(tmp_path), {"synthetic_test": e.results}, 3)
+    text = reports.write_results(str(tmp_path), {"synthetic_test": e.results}, 3)
     assert f"Not evaluated:\n\n- OG-AVC-DETR: {why}" in text
     assert "| OG-AVC |" in text and "| skipped |" not in text
 
     # No object model (both object-guided variants are skipped), or a missing file.
     config.object_npz = None
-    assert evaluate.load_object_model(config, builder)[1].startswith("no object model")
+    assert fusion.load_object_model(config, builder)[1].startswith("no object model")
     config.object_npz = str(tmp_path / "gone.npz")
     assert (
         "gone.npz (config.object_npz) does not exist"
-        in evaluate.load_object_model(config, builder)[1]
+        in fusion.load_object_model(config, builder)[1]
     )

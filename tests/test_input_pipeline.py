@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avkd_jax import datasets, evaluate, input_pipeline, models, sharding
+from avkd_jax import datasets, input_pipeline, models, sharding
+from avkd_jax.eval import diagnostics, evaluator, protocol
 
 
 def raw_root(config):
@@ -69,27 +70,27 @@ def test_eval_batches_match_raw_files(tiny):
         np.testing.assert_array_equal(row["audio"], wav[start : start + n])
         assert sr == tiny.sample_rate
         assert row["image"].shape == (64, 64, 3)
-        expected = evaluate.gt_map(
+        expected = protocol.gt_map(
             xml_boxes(os.path.join(root, "Annotations", f"{example_id}.xml")), "flickr"
         )
         stored = {"boxes": row["boxes"][None], "num_boxes": row["num_boxes"][None]}
-        np.testing.assert_array_equal(evaluate.gt_map_of(stored, 0, "flickr"), expected)
+        np.testing.assert_array_equal(protocol.gt_map_of(stored, 0, "flickr"), expected)
 
 
 def test_evaluate_split_baselines_match_direct_computation(tiny):
     builder, root = raw_root(tiny)
     mesh = sharding.create_mesh()
-    results = evaluate.evaluate_split(None, {}, builder, tiny, mesh, baselines=True)
-    centre = evaluate.normalize_map(evaluate.centre_prior_map())
+    results = evaluator.evaluate_split(None, {}, builder, tiny, mesh, baselines=True)
+    centre = protocol.normalize_map(diagnostics.centre_prior_map())
     ids = [l.split(",")[0] for l in open(os.path.join(root, "test.csv")).read().split()]
     cious = [
-        evaluate.sample_ciou(
+        protocol.sample_ciou(
             centre,
-            evaluate.gt_map(xml_boxes(os.path.join(root, "Annotations", f"{i}.xml")), "flickr"),
+            protocol.gt_map(xml_boxes(os.path.join(root, "Annotations", f"{i}.xml")), "flickr"),
         )
         for i in ids
     ]
-    expected = evaluate.summarize(cious)
+    expected = protocol.summarize(cious)
     centre_result = {k: results["centre_prior"][k] for k in expected}
     assert centre_result == pytest.approx(expected, rel=1e-12)
     assert results["every_object"]["n"] == 12
@@ -120,7 +121,7 @@ def test_model_peaks_are_read_on_the_models_own_grid(tiny):
     mesh = sharding.create_mesh()
     model = models.create_model(tiny)
     variables = models.init_variables(model, tiny, jax.random.key(3))
-    results = evaluate.evaluate_split(model, {"AVC": variables}, builder, tiny, mesh)["AVC"]
+    results = evaluator.evaluate_split(model, {"AVC": variables}, builder, tiny, mesh)["AVC"]
 
     scenes = json.load(open(os.path.join(root, "scenes.json")))
 
@@ -156,8 +157,8 @@ def test_a_border_cell_peak_is_on_the_object_its_centre_is_in():
     grid = np.zeros((5, 5))
     grid[0, 2] = 1.0
     box = [[0.3, 0.05, 0.7, 0.5]]
-    assert evaluate.peak_object(grid, box) == 0
-    assert evaluate.peak_object(evaluate.protocol_maps(grid[None])[0], box) == -1
+    assert diagnostics.peak_object(grid, box) == 0
+    assert diagnostics.peak_object(protocol.protocol_maps(grid[None])[0], box) == -1
 
 
 def test_peak_object_takes_the_nearest_centre_among_boxes_holding_the_peak():
@@ -168,8 +169,8 @@ def test_peak_object_takes_the_nearest_centre_among_boxes_holding_the_peak():
         m[y, x] = 1.0
         return m
 
-    assert evaluate.peak_object(peak_at(100, 100), boxes) == 0  # In both, nearer box 0's centre.
-    assert evaluate.peak_object(peak_at(140, 140), boxes) == 1  # In both, nearer box 1's centre.
-    assert evaluate.peak_object(peak_at(30, 30), boxes) == 0  # Only in box 0.
-    assert evaluate.peak_object(peak_at(10, 210), boxes) == -1  # In neither.
-    assert evaluate.peak_object(peak_at(10, 210), np.zeros((0, 4))) == -1
+    assert diagnostics.peak_object(peak_at(100, 100), boxes) == 0  # In both, nearer box 0's centre.
+    assert diagnostics.peak_object(peak_at(140, 140), boxes) == 1  # In both, nearer box 1's centre.
+    assert diagnostics.peak_object(peak_at(30, 30), boxes) == 0  # Only in box 0.
+    assert diagnostics.peak_object(peak_at(10, 210), boxes) == -1  # In neither.
+    assert diagnostics.peak_object(peak_at(10, 210), np.zeros((0, 4))) == -1

@@ -17,10 +17,11 @@ from helpers.paths import REPO
 from helpers.torch_reference import random_avc, random_resnet, write_avc_npz, write_resnet_npz
 from PIL import Image
 
-from avkd_jax import checkpoints, datasets, evaluate, input_pipeline, localize, pictures, sharding
+from avkd_jax import checkpoints, datasets, input_pipeline, localize, pictures, sharding
 from avkd_jax import state as train_state
 from avkd_jax.datasets import synthetic_world
 from avkd_jax.errors import MediaError
+from avkd_jax.eval import diagnostics, evaluator, fusion, protocol
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +135,8 @@ def test_og_variant_fuses_the_object_map(random_run, tmp_path):
     objects = localize.object_model(run, npz)
     _, stored = localize.read_picture(kw["image"], False)
     image = localize.model_image(stored, run.config.image_size)[None]
-    obj = evaluate.protocol_maps(
-        np.asarray(evaluate.object_maps(objects.trunk, objects.variables, image))
+    obj = protocol.protocol_maps(
+        np.asarray(fusion.object_maps(objects.trunk, objects.variables, image))
     )
     fused = 0.6 * avc + 0.4 * obj[0]
     np.testing.assert_allclose(og, (fused - fused.min()) / (fused.max() - fused.min()), atol=1e-6)
@@ -204,7 +205,7 @@ def test_localize_gives_the_evaluated_map(trained_run):
     run = localize.load_run(trained_run)
     builder = datasets.get_builder(run.config)
     ids = ["9000003", "9000017", "9000028"]
-    scored = evaluate.evaluate_split_details(
+    scored = evaluator.evaluate_split_details(
         run.model,
         {"AVC": run.variables},
         builder,
@@ -243,7 +244,7 @@ def test_trained_maps_peak_on_the_sounding_object(trained_run, tmp_path):
     jpg with a 44.1 kHz stereo wav, or an mp4), peak on the sounding object of off-centre
     scenes far more often than chance (a peak anywhere: the object's share of the image)."""
     scenes = lone_off_centre_scenes(20)
-    hits = {evaluate.STUDENT: [], evaluate.OG: []}
+    hits = {fusion.STUDENT: [], fusion.OG: []}
     chance = []
     for k, (index, box) in enumerate(scenes):
         scene = synthetic_world.make_scene(123, "test", index, 44100, include_swap=False)
@@ -261,11 +262,11 @@ def test_trained_maps_peak_on_the_sounding_object(trained_run, tmp_path):
             out = localize.localize(trained_run, out=str(tmp_path / f"{index}_{name}"), **kw)
             size = (256, 256) if name == "video" else (320, 256)
             assert Image.open(out["png"]).size == size
-            hit = evaluate.peak_object(out["map"], boxes) == 0
-            hits[kw.get("variant", evaluate.STUDENT)].append(hit)
+            hit = diagnostics.peak_object(out["map"], boxes) == 0
+            hits[kw.get("variant", fusion.STUDENT)].append(hit)
     rates = {v: float(np.mean(h)) for v, h in hits.items()}
     print(f"peak on the lone object: {rates}; chance (its area): {np.mean(chance):.2f}")
     # Measured here: AVC 0.46, OG-AVC 0.70, chance 0.23 (a small run: README, the slow
     # tier); the bounds leave room for another CPU's round-off to move the training.
-    assert rates[evaluate.STUDENT] >= 1.5 * np.mean(chance)
-    assert rates[evaluate.OG] >= 2 * np.mean(chance)
+    assert rates[fusion.STUDENT] >= 1.5 * np.mean(chance)
+    assert rates[fusion.OG] >= 2 * np.mean(chance)

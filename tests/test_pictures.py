@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avkd_jax import evaluate, pictures
+from avkd_jax import pictures
+from avkd_jax.eval import evaluator, protocol
 
 
 def test_overlay_is_the_hand_worked_blend():
@@ -29,13 +30,13 @@ def test_overlay_is_the_hand_worked_blend():
 
 def test_success_curve_is_the_auc():
     cious = [0.0, 0.12, 0.15, 0.5, 0.5, 0.93]
-    thresholds, fractions = evaluate.success_curve(cious)
+    thresholds, fractions = protocol.success_curve(cious)
     brute = [sum(c >= 0.05 * i for c in cious) / len(cious) for i in range(21)]
     np.testing.assert_allclose(fractions, brute)
     assert thresholds[3] == 0.05 * 3 > 0.15  # 0.15000000000000002, as in the reference
     assert fractions[3] == 3 / 6
     area = sum((fractions[i] + fractions[i + 1]) / 2 * 0.05 for i in range(20))
-    assert evaluate.summarize(cious)["auc"] == pytest.approx(100 * area)
+    assert protocol.summarize(cious)["auc"] == pytest.approx(100 * area)
 
 
 def photo_like(rng, size):
@@ -64,7 +65,7 @@ def fake_split(n=30, size=112, seed=0):
             }
         )
     cious = {v: rng.random(n).tolist() for v in ("AVC", "OG-AVC", "OG-AVC-DETR", "centre_prior")}
-    return evaluate.SplitEval({}, ids, cious, pics)
+    return evaluator.SplitEval({}, ids, cious, pics)
 
 
 def test_write_pictures_makes_small_pngs_of_the_expected_size(tmp_path):
@@ -102,7 +103,7 @@ def test_evaluation_writes_results_cious_and_pictures(trained_run):
     assert list(results) == variants  # nothing skipped; the student's rows first
     assert len(cious["ids"]) == len(set(cious["ids"])) == 40
     for variant in variants:
-        summary = evaluate.summarize(cious["cious"][variant])
+        summary = protocol.summarize(cious["cious"][variant])
         for key in ("ciou", "auc", "mean_ciou", "n"):
             assert results[variant][key] == pytest.approx(summary[key]), (variant, key)
     with open(os.path.join(trained_run, "results.md")) as f:

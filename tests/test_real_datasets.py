@@ -3,7 +3,7 @@ in every accepted layout and format, with every kind of bad input.
 
 Each built record is checked against an independent computation: the analytic sine at
 the centre of the clip, PIL's own resize of the source frame, the grey level that names
-a video frame, and `evaluate.gt_map` of the boxes written (for VGG-SS also the reference
+a video frame, and `protocol.gt_map` of the boxes written (for VGG-SS also the reference
 code's clip-and-paint of the raw json boxes, corrupt ones included).
 """
 
@@ -23,8 +23,9 @@ from helpers.real_disks import (
 )
 from PIL import Image
 
-from avkd_jax import datasets, evaluate, sharding
+from avkd_jax import datasets, sharding
 from avkd_jax.datasets import av_builder, overlap, raw_examples, sources
+from avkd_jax.eval import diagnostics, evaluator, protocol, reports
 
 SR = 22050
 N3 = 3 * SR
@@ -101,7 +102,7 @@ def test_flickr_test_split_boxes_keyframe_and_bad_annotations(flickr_root, flick
     for id_, r in recs.items():
         batch = {"boxes": r["boxes"][None], "num_boxes": np.array([len(r["boxes"])])}
         np.testing.assert_array_equal(
-            evaluate.gt_map_of(batch, 0, "flickr"), evaluate.gt_map(kept[id_], "flickr")
+            protocol.gt_map_of(batch, 0, "flickr"), protocol.gt_map(kept[id_], "flickr")
         )
     np.testing.assert_array_equal(recs["2005"]["annotators"], [0, 2])
     np.testing.assert_array_equal(recs["2001"]["annotators"], [0, 1, 2])
@@ -229,7 +230,7 @@ def test_vggsound_build(vggsound_root, vggsound_built):
     raw = {e["file"]: e["bbox"] for e in VGGSS_ENTRIES[:4]}
     for id_, r in test.items():
         batch = {"boxes": r["boxes"][None], "num_boxes": np.array([len(r["boxes"])])}
-        gt = evaluate.gt_map_of(batch, 0, "vggss")
+        gt = protocol.gt_map_of(batch, 0, "vggss")
         # Dropping a box whose max coordinate is -2.9e16 gives the reference's own map:
         # it clips that coordinate to 0, so the box paints nothing.
         np.testing.assert_array_equal(gt, reference_vggss_gt(raw[id_]))
@@ -274,10 +275,10 @@ def test_cross_dataset_eval_sets(
 
     mesh = sharding.create_mesh()
     results = {
-        n: evaluate.evaluate_split(None, {}, s.builder, config, mesh, s.split, True, s.fmt)
+        n: evaluator.evaluate_split(None, {}, s.builder, config, mesh, s.split, True, s.fmt)
         for n, s in sets.items()
     }
-    centre = evaluate.normalize_map(evaluate.centre_prior_map())
+    centre = protocol.normalize_map(diagnostics.centre_prior_map())
     kept_flickr = [
         FLICKR_BOXES["2001"],
         FLICKR_BOXES["2002"],
@@ -286,13 +287,13 @@ def test_cross_dataset_eval_sets(
     raw = {e["file"]: e["bbox"] for e in VGGSS_ENTRIES[:3]}
     expected = {
         "flickr_test": [
-            evaluate.sample_ciou(centre, evaluate.gt_map(b, "flickr")) for b in kept_flickr
+            protocol.sample_ciou(centre, protocol.gt_map(b, "flickr")) for b in kept_flickr
         ],
-        "vggss_test": [evaluate.sample_ciou(centre, reference_vggss_gt(b)) for b in raw.values()],
+        "vggss_test": [protocol.sample_ciou(centre, reference_vggss_gt(b)) for b in raw.values()],
     }
     for name, cious in expected.items():
-        assert results[name]["centre_prior"] == pytest.approx(evaluate.summarize(cious), rel=1e-12)
-    text = evaluate.write_results(str(tmp_path), results, 7)
+        assert results[name]["centre_prior"] == pytest.approx(protocol.summarize(cious), rel=1e-12)
+    text = reports.write_results(str(tmp_path), results, 7)
     with open(tmp_path / "results.json") as f:
         data = json.load(f)
     assert data["step"] == 7 and list(data["sets"]) == ["flickr_test", "vggss_test"]

@@ -11,8 +11,8 @@ import pytest
 from helpers.configs import load_config
 from helpers.paths import REPO
 
-from avkd_jax import evaluate
 from avkd_jax.datasets import raw_examples, report, sources, vggss_annotations
+from avkd_jax.eval import protocol
 
 META = REPO.parent / "shared" / "metadata"
 pytestmark = pytest.mark.skipif(not META.is_dir(), reason=f"{META} is not here")
@@ -112,7 +112,7 @@ def test_vggss_json_corrupt_boxes_keep_the_reference_ground_truth():
         # the raw entry, corrupt boxes included: every corrupt value is a max coordinate,
         # which the reference clips to 0, so those boxes paint nothing there either.
         xyxy = boxes[:, [1, 0, 3, 2]].astype(np.float64)
-        np.testing.assert_array_equal(evaluate.gt_map(xyxy, "vggss"), reference_gt(e["bbox"]))
+        np.testing.assert_array_equal(protocol.gt_map(xyxy, "vggss"), reference_gt(e["bbox"]))
     assert dropped == corrupt and len({f for f, _ in corrupt}) >= 10
     # One entry has nothing but a corrupt box: kept with no box, it scores cIoU 0 in the
     # reference and here alike.

@@ -1,7 +1,7 @@
 """What the real-data TFDS builders (flickr_soundnet, vggsound) share, and the split writer
 every builder (synthetic_av too) uses to skip bad clips without losing track of them.
 
-Features (the contract `input_pipeline.eval_batches` and `evaluate.gt_map_of` read):
+Features (the contract `input_pipeline.eval_batches` and `protocol.gt_map_of` read):
 `id` Text, `image` JPEG (RGB, shorter side 256), `audio` int16 [N] at the config's rate,
 `boxes` Sequence of BBoxFeature (normalised ymin, xmin, ymax, xmax; empty on train
 clips) and `annotators` Sequence int32.

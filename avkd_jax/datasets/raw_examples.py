@@ -7,7 +7,7 @@ present, else from the video's audio stream. Test clips also get their boxes: a 
 json entry's normalised boxes.
 
 Boxes are stored as normalised [ymin, xmin, ymax, xmax] clipped to [0, 1]; the protocol
-clips the same way (`evaluate.gt_map`), so clipping never changes a ground-truth map. A
+clips the same way (`protocol.gt_map`), so clipping never changes a ground-truth map. A
 box with a coordinate that is not finite or lies outside [-1, 2] of the frame is corrupt
 (the public vggss.json has some near -2.9e16): it is dropped and reported, the rest of
 the clip is kept (see `clean_boxes`).
