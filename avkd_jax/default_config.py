@@ -116,6 +116,9 @@ def _training(c: ml_collections.ConfigDict) -> None:
     # 'lvs' cIoU / AUC, 'peaks' the models' peak histogram, 'synthetic' peak on the
     # sounding object and audio swap (scenes that list their objects only).
     c.evals = ("lvs", "peaks", "synthetic")
+    # Also write <workdir>/maps/<set>.npz: the student's S/τ per test id, the file
+    # `python -m avkd_jax.score` reads (docs/protocols/).
+    c.save_maps = False
 
 
 def _object_guided(c: ml_collections.ConfigDict) -> None:

@@ -46,6 +46,7 @@ class SplitEval:
     ids: list
     cious: dict
     pictures: list
+    maps: dict | None = None
 
 
 @dataclasses.dataclass
@@ -219,6 +220,19 @@ class Pictures:
         return self.pictures
 
 
+class KeptMaps:
+    """The student's own grids of every sample, S/τ (`maps_file`'s values), by id."""
+
+    def __init__(self, tau: float):
+        self.scale = 1.0 / tau
+        self.maps: dict = {}
+
+    def update(self, batch: EvalBatch, maps: Maps) -> None:
+        if STUDENT in maps.grids:
+            for i, m in zip(batch.ids, maps.grids[STUDENT]):
+                self.maps[i] = np.asarray(m, np.float32) * np.float32(self.scale)
+
+
 class Evaluator:
     """Runs `predict_fn` over batches and feeds every protocol's accumulator.
 
@@ -227,11 +241,19 @@ class Evaluator:
       protocols: name → accumulator (`registry.build`).
       fmt: the ground-truth rule, 'flickr' or 'vggss'.
       pictures: a `Pictures` to feed too, or None.
+      kept: a `KeptMaps` to feed too, or None.
     """
 
-    def __init__(self, predict_fn, protocols: dict, fmt: str, pictures: Pictures | None = None):
+    def __init__(
+        self,
+        predict_fn,
+        protocols: dict,
+        fmt: str,
+        pictures: Pictures | None = None,
+        kept: KeptMaps | None = None,
+    ):
         self.predict_fn, self.protocols, self.fmt = predict_fn, protocols, fmt
-        self.pictures = pictures
+        self.pictures, self.kept = pictures, kept
         self.ids: list = []
 
     def step(self, data: dict) -> None:
@@ -243,8 +265,9 @@ class Evaluator:
         maps = self.predict_fn(batch)
         for accumulator in self.protocols.values():
             accumulator.update(batch, maps)
-        if self.pictures is not None:
-            self.pictures.update(batch, maps)
+        for collector in (self.pictures, self.kept):
+            if collector is not None:
+                collector.update(batch, maps)
 
     def run(self, batches, names) -> tuple[dict, dict]:
         """Every batch of `batches`; returns (variant → summary in `names` order, each
@@ -319,14 +342,17 @@ def evaluate_split_details(
         baselines,
         swap=any(p.wants_swap for p in protocols.values()),
     )
-    evaluator = Evaluator(predict, protocols, fmt or config.eval_format, Pictures(picture_ids))
+    kept = KeptMaps(config.tau) if config.get("save_maps") else None
+    evaluator = Evaluator(
+        predict, protocols, fmt or config.eval_format, Pictures(picture_ids), kept
+    )
     batch_size = -(-config.eval_batch_size // jax.device_count()) * jax.device_count()
     batches = input_pipeline.eval_batches(
         builder, config, split, batch_size, predict.hint_sources()
     )
     results, cious = evaluator.run(batches, predict.names)
     pictures = evaluator.pictures.result(evaluator.ids, split)
-    return SplitEval(results, evaluator.ids, cious, pictures)
+    return SplitEval(results, evaluator.ids, cious, pictures, kept.maps if kept else None)
 
 
 def evaluate_sets(model, variants, eval_sets, config, mesh, baselines=False) -> dict:

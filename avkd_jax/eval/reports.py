@@ -9,6 +9,7 @@ import os
 import jax
 
 from avkd_jax import files, pictures
+from avkd_jax.eval import maps_file
 from avkd_jax.eval.evaluator import SKIPPED
 
 
@@ -104,13 +105,22 @@ def write_cious(workdir: str, sets: dict, step: int) -> str:
     return path
 
 
+def maps_path(workdir: str, set_name: str) -> str:
+    """Where `config.save_maps` writes a set's maps: `<workdir>/maps/<set>.npz`."""
+    return os.path.join(workdir, "maps", f"{set_name}.npz")
+
+
 def write_all(workdir: str, evaluated: dict, step: int) -> tuple[dict, str]:
-    """results.{json,md}, cious.json and <workdir>/pictures/ of `evaluated` (set name →
-    `SplitEval`); returns (set → variant → summary, the Markdown text)."""
+    """results.{json,md}, cious.json, <workdir>/pictures/ and (`config.save_maps`)
+    <workdir>/maps/ of `evaluated` (set name → `SplitEval`); returns (set → variant →
+    summary, the Markdown text)."""
     results = {name: e.results for name, e in evaluated.items()}
     text = write_results(workdir, results, step)
     write_cious(workdir, evaluated, step)
     if jax.process_index() == 0:
         for name, e in evaluated.items():
             pictures.write_pictures(os.path.join(workdir, "pictures"), name, e)
+            if e.maps is not None:
+                os.makedirs(os.path.join(workdir, "maps"), exist_ok=True)
+                maps_file.write_maps(maps_path(workdir, name), e.maps)
     return results, text
