@@ -152,11 +152,18 @@ def gt_map(box) -> np.ndarray:
 def protocol_map(scores) -> np.ndarray:
     """One raw map `[h, w]` (any size; larger = more likely the sound's source, e.g. the
     7 x 7 S / tau) → `[224, 224]` float32 as the reference scores it: bilinear upsampling
-    with align_corners=True, then min-max normalised (a constant map marks no pixel under
-    either rule, in the reference and here)."""
-    scores = np.asarray(scores)
+    with align_corners=True, then min-max normalised.
+
+    A constant map gives all zeros, so neither rule marks a pixel (IoU 0). The reference
+    upsamples it first, and float32 rounding in the interpolation weights makes most
+    constants (3.25, 0.1; not -2.0) come out uneven by an ulp, which its min-max then
+    stretches to [0, 1]: its result is rounding noise, so we take the constant's.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
     if scores.ndim != 2 or scores.size == 0:
         raise ValueError(f"a score map must be one [h, w] map, got shape {scores.shape}")
+    if scores.min() == scores.max():
+        return np.zeros([GT_SIZE, GT_SIZE], np.float32)
     return protocol.protocol_maps(scores[None])[0]
 
 
