@@ -509,8 +509,9 @@ def test_pick_offscreen_on_vggss():
     assert len(picks) == len(ids) == len(entries)
     assert all(classes[a] != classes[i] for i, a in picks.items())
     assert na.pick_offscreen(ids[::-1], classes, seed=1234) == picks
+    known = set(ids)
     for i, a in picks.items():
-        assert na.parse_pair_key(na.pair_key(i, "offscreen", a), known_ids=ids) == (
+        assert na.parse_pair_key(na.pair_key(i, "offscreen", a), known_ids=known) == (
             i,
             "offscreen",
             a,

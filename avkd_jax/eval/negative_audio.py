@@ -179,7 +179,10 @@ def parse_pair_key(key: str, known_ids=None) -> tuple:
     """
     if not isinstance(key, str):
         raise ValueError(f"pair key must be a string, got {key!r}")
-    known = None if known_ids is None else set(known_ids)
+    if known_ids is None or isinstance(known_ids, (set, frozenset)):
+        known = known_ids
+    else:
+        known = set(known_ids)
     found = set()
     start = key.find(SEP)
     while start != -1:
@@ -304,7 +307,9 @@ def positive_thresholds(positive_unit, gt=None) -> dict:
 
 def mean_over_passes(results: Sequence[Mapping]) -> dict:
     """Pools passes as the reference's ten seeds do: with the same images in every pass,
-    the pooled pIA means and curve areas are the means of the passes' own; counts add."""
+    the pooled pIA means, curve areas and mean peaks are the means of the passes' own;
+    counts add. median_* keys become the mean of the passes' medians (not the pooled
+    median)."""
     results = list(results)
     if not results:
         raise ValueError("mean_over_passes needs at least one result")
