@@ -13,6 +13,7 @@ docs/protocols/ describes each protocol and what its maps must hold.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -22,6 +23,8 @@ from avkd_jax import files
 from avkd_jax.eval import maps_file, scoring
 
 FLAGS = flags.FLAGS
+# The extended protocols' size subsets: in scores.json, not on the terminal.
+SIZE_SUFFIXES = ("_small", "_medium", "_large", "_huge")
 flags.DEFINE_string("protocol", None, "One of: " + ", ".join(scoring.known()) + ".")
 flags.DEFINE_string("maps", None, "The .npz of maps, one per pair.")
 flags.DEFINE_string(
@@ -31,7 +34,9 @@ flags.DEFINE_string(
     "test_list", None, "The test ids: flickr_test.csv, vggss_test.csv, vggss_heard_test.csv, ..."
 )
 flags.DEFINE_string("negatives", None, "The extended protocols' *_test_plus_silent.csv.")
-flags.DEFINE_float("tau", 0.03, "The temperature τ of the maps' S/τ (extended protocols).")
+flags.DEFINE_float(
+    "tau", 0.03, "The τ of the maps' S/τ (the extended and negative-audio protocols read it)."
+)
 flags.DEFINE_bool(
     "first_box_only", False, "VGG-SS: each entry's first box only (as the paper's authors)."
 )
@@ -40,6 +45,17 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_string("out", None, "Where to write scores.json (default: print only).")
 flags.mark_flags_as_required(["protocol", "maps", "annotations"])
+
+
+def _json_safe(value):
+    """NaN (a metric over an empty subset) as null: strict JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def run(argv_flags=FLAGS) -> dict:
@@ -51,7 +67,7 @@ def run(argv_flags=FLAGS) -> dict:
     maps = maps_file.read_maps(f.maps)
     scores = scoring.score(f.protocol, maps, pairs, f.maps, f.tau, f.allow_missing)
     if f.out:
-        files.write_text(f.out, json.dumps(scores, indent=1) + "\n")
+        files.write_text(f.out, json.dumps(_json_safe(scores), indent=1) + "\n")
     return scores
 
 
@@ -63,8 +79,9 @@ def main(argv):
     except ValueError as e:  # every bad-input error of errors.py is one
         sys.exit(f"error: {e}")
     missing = scores["missing"]
+    shown = {k: v for k, v in scores["metrics"].items() if not k.endswith(SIZE_SUFFIXES)}
     line = ", ".join(
-        f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores["metrics"].items()
+        f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()
     )
     print(f"{scores['protocol']}: {scores['n_pairs']} pairs scored: {line}")
     if missing["maps"] or missing["annotations"]:

@@ -15,7 +15,7 @@ from helpers.paths import REPO
 from helpers.real_disks import write_lines, write_xml
 
 from avkd_jax.errors import MediaError
-from avkd_jax.eval import annotations, maps_file, scoring
+from avkd_jax.eval import annotations, extended, is3, maps_file, scoring
 
 META = REPO.parent / "shared" / "metadata"
 needs_meta = pytest.mark.skipif(not META.is_dir(), reason=f"{META} is not here")
@@ -242,3 +242,131 @@ def test_saved_maps_rescore_to_the_evaluation(trained_run):
     assert out["per_pair"] == pytest.approx(want, abs=1e-6)
     assert out["metrics"]["ciou"] == pytest.approx(results[set_name]["AVC"]["ciou"])
     assert out["metrics"]["auc"] == pytest.approx(results[set_name]["AVC"]["auc"])
+
+
+def write_negatives(path, rows):
+    write_lines(path, ["video,audio,label", *[f"{v},{a},non-sounding" for v, a in rows]])
+    return path
+
+
+def test_extended_flickr_feeds_every_pair_to_the_protocol(flickr_disk, tmp_path):
+    rows = [("101", "102"), ("102", "103"), ("103", "101"), ("999", "999")]
+    neg = write_negatives(tmp_path / "neg.csv", rows)
+    pairs = scoring.read_pairs(
+        "extended_flickr", flickr_disk / "Annotations", flickr_disk / "test.csv", neg
+    )
+    keys = [*FLICKR, "101__102", "102__103", "103__101", "999"]
+    assert sorted(pairs.truth) == sorted(keys)
+    maps = {k: v / 0.03 for k, v in random_maps(keys, seed=4).items()}
+    out = scoring.score("extended_flickr", maps, pairs)
+    assert out["n_pairs"] == 8
+    assert out["metrics"]["n_pos"] == 4 and out["metrics"]["n_neg"] == 4
+    # The same pairs scored one by one: positives with their consensus map and box count.
+    bb, area, ciou, conf = [], [], [], []
+    for k in keys:
+        boxes = FLICKR.get(k)
+        gt = reference_flickr_gt(boxes) if boxes else None
+        c, f = extended.score_pair(extended.av_scores(extended.upsample_bicubic(maps[k])), gt)
+        bb.append(len(boxes) if boxes else 0)
+        area.append(gt.sum() if boxes else 0.0)
+        ciou.append(c)
+        conf.append(f)
+        assert out["per_pair"][k]["ciou"] == pytest.approx(c)
+    want = extended.headline(extended.full_stats(bb, area, ciou, conf))
+    for name in ("ap", "max_f1", "loc_acc", "auc"):
+        assert out["metrics"][name] == pytest.approx(want[name], nan_ok=True)
+    with pytest.raises(MediaError, match="has the key 101 of a positive"):
+        scoring.read_pairs(
+            "extended_flickr",
+            flickr_disk / "Annotations",
+            flickr_disk / "test.csv",
+            write_negatives(tmp_path / "bad.csv", [("101", "101")]),
+        )
+    with pytest.raises(ValueError, match="--negatives .* is required"):
+        scoring.read_pairs("extended_flickr", flickr_disk / "Annotations", flickr_disk / "test.csv")
+
+
+def test_is3_scores_every_instance(tmp_path):
+    entries = [
+        {"image": f"/x/{s}.jpg", "audio": f"/y/{s}.wav", "gt_box": b}
+        for s, b in [
+            ("cat_dog_1_cat", [10, 10, 100, 120]),
+            ("cat_dog_1_dog", [120, 40, 220, 200]),
+            ("car_man_2_car", [0, 100, 224, 224]),
+            ("car_man_2_man", [50, 0, 90, 90]),
+        ]
+    ]
+    (tmp_path / "is3.json").write_text(json.dumps(entries))
+    pairs = scoring.read_pairs("is3", tmp_path / "is3.json")
+    stems = [e["image"][3:-4] for e in entries]
+    maps = random_maps(stems, seed=5)
+    out = scoring.score("is3", maps, pairs)
+    acc = is3.IS3Scores()
+    for e, s in zip(entries, stems):
+        acc.add(s, maps[s], e["gt_box"])
+    assert out["metrics"] == pytest.approx(acc.result())
+    assert out["metrics"]["n_scenes"] == 2 and out["n_pairs"] == 4
+    with pytest.raises(MediaError, match="no map for 1 of 4 pairs: car_man_2_man"):
+        scoring.score("is3", {k: v for k, v in maps.items() if k != "car_man_2_man"}, pairs)
+
+
+def test_negative_audio_separates_a_model_that_hears_from_one_that_does_not(flickr_disk):
+    pairs = scoring.read_pairs(
+        "negative_audio_flickr", flickr_disk / "Annotations", flickr_disk / "test.csv"
+    )
+    tau = 0.03
+    ids = list(FLICKR)
+    others = dict(zip(ids, ids[1:] + ids[:1]))
+    blob = np.full((7, 7), -0.5)
+    blob[1:4, 1:4] = 0.8  # An object-shaped map of cosine similarities.
+    blind, hearing = {}, {}
+    for i in ids:
+        for m, negative in ((blind, blob), (hearing, np.full((7, 7), -0.9))):
+            m[i] = blob / tau
+            for key in (f"{i}__silence", f"{i}__noise", f"{i}__{others[i]}"):
+                m[key] = negative / tau
+    b = scoring.score("negative_audio_flickr", blind, pairs, tau=tau)["metrics"]
+    h = scoring.score("negative_audio_flickr", hearing, pairs, tau=tau)["metrics"]
+    # 3 x 3 of 7 x 7 cells above S = 0, upsampled: pIA about 9/49 of the image.
+    for kind in ("silence", "noise", "offscreen"):
+        assert h[f"pia_{kind}"] == 0 and h[f"aoc_{kind}"] == 100
+        assert 12 < b[f"pia_{kind}"] < 25 and b[f"aoc_{kind}"] < 90
+        assert b[f"n_{kind}"] == 4
+    del hearing["103__104"]
+    with pytest.raises(MediaError, match=r"no off-screen map .* for 1 image\(s\): 103"):
+        scoring.score("negative_audio_flickr", hearing, pairs)
+    hearing["103__104"] = hearing["103__101"] = hearing["101"]
+    with pytest.raises(MediaError, match="two off-screen maps for 103"):
+        scoring.score("negative_audio_flickr", hearing, pairs)
+
+
+@needs_meta
+def test_public_extended_vggss_and_is3_all_pairs_scored(tmp_path):
+    ids = annotations.read_test_ids(META / "vggss_test.csv")
+    negatives = annotations.read_negatives(META / "vggss_test_plus_silent.csv")
+    keys = ids + [annotations.pair_key(*p) for p in negatives]
+    maps_file.write_maps(tmp_path / "maps.npz", random_maps(keys, seed=8))
+    start = time.perf_counter()
+    run_score(
+        "--protocol=extended_vggss",
+        f"--maps={tmp_path / 'maps.npz'}",
+        f"--annotations={META / 'vggss.json'}",
+        f"--test_list={META / 'vggss_test.csv'}",
+        f"--negatives={META / 'vggss_test_plus_silent.csv'}",
+        f"--out={tmp_path / 'scores.json'}",
+    )
+    seconds = time.perf_counter() - start
+    doc = json.loads((tmp_path / "scores.json").read_text())
+    assert doc["n_pairs"] == len(keys) == 10316
+    assert doc["metrics"]["n_pos"] == 5158 and doc["metrics"]["n_neg"] == 5158
+    print(f"extended_vggss: {doc['n_pairs']} pairs scored in {seconds:.1f} s")
+    stems = list(is3.load_is3(META / "is3_synthetic3240_bbox.json"))
+    maps_file.write_maps(tmp_path / "is3.npz", random_maps(stems, seed=9))
+    run_score(
+        "--protocol=is3",
+        f"--maps={tmp_path / 'is3.npz'}",
+        f"--annotations={META / 'is3_synthetic3240_bbox.json'}",
+        f"--out={tmp_path / 'is3.json'}",
+    )
+    doc = json.loads((tmp_path / "is3.json").read_text())
+    assert doc["n_pairs"] == 6480 and doc["metrics"]["n_scenes"] == 3240

@@ -29,11 +29,14 @@ class Truth:
     Attributes:
       gt: `[224, 224]` float64, `protocol.gt_map` of its boxes.
       boxes: `[K, 4]` the boxes as the annotation gives them (Flickr: pixels of the 256
-        frame; VGG-SS: normalised), xyxy.
+        frame; VGG-SS: normalised), xyxy, corrupt ones dropped.
+      n_boxes: how many boxes the annotation lists, corrupt ones included (SLAVC's
+        `len(bb)`).
     """
 
     gt: np.ndarray
     boxes: np.ndarray
+    n_boxes: int
 
 
 def pair_key(image_id: str, audio_id: str) -> str:
@@ -66,7 +69,8 @@ def flickr_truth(folder, ids) -> tuple[dict, list]:
             missing.append(id_)
             continue
         boxes = flickr_layout.parse_flickr_annotation(path)
-        out[id_] = Truth(protocol.gt_map(boxes, FLICKR), np.asarray(boxes, np.int64))
+        gt = protocol.gt_map(boxes, FLICKR)
+        out[id_] = Truth(gt, np.asarray(boxes, np.int64), len(boxes))
     return out, missing
 
 
@@ -95,7 +99,7 @@ def vggss_truth(json_path, ids, first_box_only: bool = False) -> tuple[dict, lis
         raw = ann.boxes[id_][:1] if first_box_only else ann.boxes[id_]
         yxyx, _, _ = raw_examples.clean_boxes(raw, VGGSS, ann.path)
         xyxy = yxyx[:, [1, 0, 3, 2]].astype(np.float64)
-        out[id_] = Truth(protocol.gt_map(xyxy, VGGSS), xyxy)
+        out[id_] = Truth(protocol.gt_map(xyxy, VGGSS), xyxy, len(raw))
     return out, missing
 
 

@@ -21,7 +21,8 @@ from avkd_jax.errors import MediaError
 LISTED = 5
 
 
-def _listed(keys) -> str:
+def listed(keys) -> str:
+    """The first `LISTED` of `keys`, sorted, and how many more."""
     keys = sorted(keys)
     more = f" and {len(keys) - LISTED} more" if len(keys) > LISTED else ""
     return ", ".join(keys[:LISTED]) + more
@@ -88,13 +89,13 @@ def match_keys(maps: dict, expected, path, allow_missing: bool = False) -> list:
     extra = set(maps) - expected
     if extra:
         raise MediaError(
-            path, f"{len(extra)} map(s) for pairs the protocol does not score: {_listed(extra)}"
+            path, f"{len(extra)} map(s) for pairs the protocol does not score: {listed(extra)}"
         )
     missing = expected - set(maps)
     if missing and not allow_missing:
         raise MediaError(
             path,
-            f"no map for {len(missing)} of {len(expected)} pairs: {_listed(missing)} "
+            f"no map for {len(missing)} of {len(expected)} pairs: {listed(missing)} "
             "(--allow_missing leaves them out and counts them)",
         )
     return sorted(missing)
