@@ -54,4 +54,7 @@ def get_config():
     c.checkpoint_every_steps = 200
     c.eval_every_epochs = 100  # Only at the end: evaluation costs training time here.
     c.eval_batch_size = 50
+    # The world has the ground truth of every protocol: negatives (silence, noise, a clip of
+    # a class absent from the image) and two sound sources (the distractor's own sound).
+    c.evals = ("lvs", "peaks", "synthetic", "extended", "negative_audio", "is3")
     return c

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
 
 import jax
 import numpy as np
 from absl import logging
 
-from avkd_jax import input_pipeline, sharding, teacher_hints
+from avkd_jax import audio, input_pipeline, sharding, teacher_hints
 from avkd_jax.datasets import hint_shards
 
-# Imported for their registered protocols too ('lvs', 'peaks', 'synthetic').
-from avkd_jax.eval import diagnostics, fusion, protocol, registry
+# Imported for their registered protocols too.
+from avkd_jax.eval import (  # noqa: F401
+    diagnostics,
+    extended,
+    fusion,
+    is3,
+    negative_audio,
+    protocol,
+    registry,
+)
 from avkd_jax.eval.fusion import OG, OG_DETR, PICTURE_VARIANTS, STUDENT
 
 DEFAULT_PICTURES = 4
@@ -78,6 +87,11 @@ class Maps:
       swapped: variant → protocol maps `[n, 224, 224]` with the distractor's sound, for the
         variants that hear (empty unless a protocol wants the swap and a scene has one).
       grids_swapped: model variant → own grid `[n, h, w]` with the distractor's sound.
+      negatives: variant → {'silence' | 'noise' | 'offscreen': S `[n, h, w]`}, the maps of
+        each image with a negative sound (empty unless a protocol wants them); an
+        audio-blind variant's are its own `similarity`.
+      offscreen_ids: `[n]` the id of the clip whose sound is each row's 'offscreen' one
+        (None where the batch had no clip of a class absent from the image).
     """
 
     maps: dict
@@ -85,6 +99,15 @@ class Maps:
     grids: dict = dataclasses.field(default_factory=dict)
     swapped: dict = dataclasses.field(default_factory=dict)
     grids_swapped: dict = dataclasses.field(default_factory=dict)
+    negatives: dict = dataclasses.field(default_factory=dict)
+    offscreen_ids: list = dataclasses.field(default_factory=list)
+
+    def similarity(self, name):
+        """`[n, h, w]` cosine similarities S: a model's own grid; for a map variant
+        (values in [0, 1]) 2·map − 1, so that the protocols on S's fixed scale read it."""
+        if name in self.models:
+            return self.grids[name]
+        return 2.0 * np.asarray(self.maps[name]) - 1.0
 
     def peak_map(self, name):
         """`[n, h, w]`: the map whose peak `peak_object` reads."""
@@ -119,12 +142,24 @@ class Predictor:
       detr: with `objects`, also OG-AVC-DETR (its maps are in the batches).
       baselines: also the centre prior and (scenes with their objects) the every-object map.
       swap: also the maps with the distractor's sound, where a scene has one.
+      negatives: also the maps with silence, noise and an off-screen clip's sound
+        (scenes that list their objects).
     """
 
     def __init__(
-        self, model, variants, mesh, alpha, objects=None, detr=None, baselines=False, swap=False
+        self,
+        model,
+        variants,
+        mesh,
+        alpha,
+        objects=None,
+        detr=None,
+        baselines=False,
+        swap=False,
+        negatives=False,
     ):
         self.variants, self.alpha, self.baselines, self.swap = variants, alpha, baselines, swap
+        self.negatives = negatives
         self.data = sharding.batch_sharded(mesh)
         self.maps_fn = _sharded(fusion.model_maps, model, mesh, 2)
         self.guided = objects is not None and STUDENT in variants
@@ -188,7 +223,57 @@ class Predictor:
                     ]
                 )
         out.maps = {name: maps[name] for name in self.names if name in maps}
+        if self.negatives and has_objects:
+            self._negatives(batch, image, out)
         return out
+
+    def _negatives(self, batch: EvalBatch, image, out: Maps) -> None:
+        """`out.negatives` and `out.offscreen_ids` of a batch of scenes."""
+        data, rows = batch.data, batch.rows
+        pcm = np.asarray(data["audio"])
+        partner = offscreen_partners(data, rows)
+        out.offscreen_ids = [batch.ids[list(rows).index(j)] if j >= 0 else None for j in partner]
+        sounds = {
+            "silence": np.zeros(pcm.shape, np.float32),
+            "noise": np.zeros(pcm.shape, np.float32),
+            "offscreen": pcm.astype(np.float32),
+        }
+        for r, i in zip(rows, batch.ids):
+            seed = zlib.crc32(i.encode())
+            sounds["noise"][r] = negative_audio.noise(pcm.shape[1], seed) * audio.PCM_SCALE
+        for r, j in zip(rows, partner):
+            if j >= 0:
+                sounds["offscreen"][r] = pcm[j]
+        for name, variables in self.variants.items():
+            out.negatives[name] = {}
+            for kind, sound in sounds.items():
+                pcm_in = input_pipeline.replicated_global({"a": sound}, self.data)["a"]
+                out.negatives[name][kind] = np.asarray(self.maps_fn(variables, image, pcm_in))[rows]
+        for name in out.maps:
+            if name not in out.negatives and name not in (OG, OG_DETR):
+                blind = out.similarity(name)  # Audio-blind: the same map whatever it hears.
+                out.negatives[name] = {kind: blind for kind in sounds}
+
+
+def offscreen_partners(data, rows) -> np.ndarray:
+    """For each real row, the batch row whose scene's sounding class is in none of the
+    row's objects, the first such after it (cyclically); -1 where there is none.
+
+    Returns:
+      `[n]` int batch-row indices.
+    """
+    labels = [set(data["objects"]["label"][r, : data["num_objects"][r]].tolist()) for r in rows]
+    sounding = [
+        int(data["objects"]["label"][r, diagnostics.scene_objects(data, r)[1]]) for r in rows
+    ]
+    out = np.full(len(rows), -1)
+    for k in range(len(rows)):
+        for step in range(1, len(rows)):
+            j = (k + step) % len(rows)
+            if sounding[j] not in labels[k]:
+                out[k] = rows[j]
+                break
+    return out
 
 
 class Pictures:
@@ -341,6 +426,7 @@ def evaluate_split_details(
         detr,
         baselines,
         swap=any(p.wants_swap for p in protocols.values()),
+        negatives=any(getattr(p, "wants_negatives", False) for p in protocols.values()),
     )
     kept = KeptMaps(config.tau) if config.get("save_maps") else None
     evaluator = Evaluator(

@@ -45,7 +45,7 @@ import functools
 
 import numpy as np
 
-from avkd_jax.eval import protocol
+from avkd_jax.eval import protocol, registry
 
 MAP_SIZE = protocol.GT_SIZE
 TAU = 0.03
@@ -484,3 +484,41 @@ class ExtendedScores:
     def per_sample(self) -> dict:
         """key → {'ciou', 'confidence'} of every pair added, in the order added."""
         return {k: {"ciou": c, "confidence": f} for k, c, f in zip(self.keys, self.ciou, self.conf)}
+
+
+# The keys an evaluation's summary gets from protocol 'extended' (prefixed: 'auc' is LVS's).
+LOOP_KEYS = ("ap", "max_f1", "loc_acc", "auc")
+
+
+@registry.register("extended")
+class Extended:
+    """Protocol 'extended' of `config.evals` on scenes that list their objects: each
+    image with its own sound (a positive) and with an off-screen clip's sound (a negative,
+    `Maps.offscreen_ids`), every variant with negatives scored by `ExtendedScores` from
+    its S/τ (`Maps.similarity` / config.tau). `result()`: variant → 'ext_ap',
+    'ext_max_f1', 'ext_loc_acc', 'ext_auc' (%), 'ext_n_neg'."""
+
+    wants_swap = False
+    wants_negatives = True
+
+    def __init__(self, config=None):
+        self.tau = config.tau if config is not None else TAU
+        self.scores: dict = {}
+
+    def update(self, batch, maps) -> None:
+        for name, negatives in maps.negatives.items():
+            acc = self.scores.setdefault(name, ExtendedScores(self.tau))
+            positive = maps.similarity(name)
+            for k, (i, r, gt) in enumerate(zip(batch.ids, batch.rows, batch.gts)):
+                acc.add(i, positive[k] / self.tau, gt, int(batch.data["num_boxes"][r]))
+                if maps.offscreen_ids[k] is not None:
+                    key = f"{i}__{maps.offscreen_ids[k]}"
+                    acc.add(key, negatives["offscreen"][k] / self.tau, None, 0)
+
+    def result(self) -> dict:
+        out = {}
+        for name, acc in self.scores.items():
+            r = acc.result()
+            out[name] = {f"ext_{k}": r[k] for k in LOOP_KEYS}
+            out[name]["ext_n_neg"] = r["n_neg"]
+        return out

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from avkd_jax.eval import protocol
+from avkd_jax.eval import diagnostics, protocol, registry
 
 GT_SIZE = 224
 AUC_STEPS = 21
@@ -376,3 +376,44 @@ class IS3Scores:
             stem: {"scene": scene, "ciou": a, "ciou_adaptive": b}
             for stem, (scene, a, b) in self.rows.items()
         }
+
+
+@registry.register("is3")
+class TwoSources:
+    """Protocol 'is3' of `config.evals` on the scenes with a distractor: two instances
+    per scene, the sounding object with the scene's sound and the distractor with its own
+    (the audio swap's) sound, each scored against its own box by `IS3Scores`; an
+    audio-blind variant gives both the same map. `result()`: variant → 'is3_ciou',
+    'is3_auc', 'iiou', 'iauc' (and their '_adaptive' forms, %), 'is3_n_scenes'."""
+
+    wants_swap = True
+
+    def __init__(self, config=None):
+        del config
+        self.scores: dict = {}
+
+    def update(self, batch, maps) -> None:
+        if "objects" not in batch.data:
+            return
+        for k, (i, r) in enumerate(zip(batch.ids, batch.rows)):
+            s = int(batch.data["swap_index"][r])
+            if s < 0:
+                continue
+            objs, sounding = diagnostics.scene_objects(batch.data, r)
+            for name, own in maps.maps.items():
+                swapped = maps.swapped.get(name, own)
+                acc = self.scores.setdefault(name, IS3Scores())
+                acc.add(f"{i}_sounding", own[k], (objs[sounding] * GT_SIZE).tolist())
+                acc.add(f"{i}_distractor", swapped[k], (objs[s] * GT_SIZE).tolist())
+
+    def result(self) -> dict:
+        out = {}
+        for name, acc in self.scores.items():
+            r = acc.result()
+            out[name] = {
+                ("is3_" + k if k in ("ciou", "auc", "mean_ciou") else k): v
+                for k, v in r.items()
+                if not k.startswith("n_")
+            }
+            out[name]["is3_n_scenes"] = r["n_scenes"]
+        return out

@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from avkd_jax.eval import protocol
+from avkd_jax.eval import protocol, registry
 
 KINDS = ("silence", "noise", "offscreen")
 MAP_SIZE = protocol.GT_SIZE
@@ -466,3 +466,39 @@ class NegativeAudioScores:
             key = pair_key(image_id, kind, self.negatives[(image_id, kind)][1])
             out[key] = {n: (100 * v if n.startswith("pia") else v) for n, v in row.items()}
         return out
+
+
+@registry.register("negative_audio")
+class NegativeAudio:
+    """Protocol 'negative_audio' of `config.evals` on scenes that list their objects:
+    every image with silence, noise and an off-screen clip's sound (`Maps.negatives`),
+    each variant with negatives scored by `NegativeAudioScores` from its S
+    (`Maps.similarity`). `result()`: variant → 'pia_<kind>', 'aoc_<kind>' (%, at S > 0)
+    and 'pia_<kind>_thrciou', 'aoc_<kind>_thrciou' (at the own sound's median)."""
+
+    wants_swap = False
+    wants_negatives = True
+
+    def __init__(self, config=None):
+        del config
+        self.scores: dict = {}
+
+    def update(self, batch, maps) -> None:
+        for name, negatives in maps.negatives.items():
+            acc = self.scores.setdefault(name, NegativeAudioScores())
+            positive = maps.similarity(name)
+            for k, (i, gt) in enumerate(zip(batch.ids, batch.gts)):
+                acc.add_positive(i, positive[k], gt)
+                for kind in KINDS:
+                    other = maps.offscreen_ids[k] if kind == "offscreen" else None
+                    if kind != "offscreen" or other is not None:
+                        acc.add(i, kind, negatives[kind][k], other)
+
+    def result(self) -> dict:
+        keep = tuple(
+            f"{a}_{kind}{t}" for a in ("pia", "aoc") for kind in KINDS for t in ("", "_thrciou")
+        )
+        return {
+            name: {k: v for k, v in acc.result().items() if k in keep}
+            for name, acc in self.scores.items()
+        }

@@ -18,6 +18,8 @@ def results_table(results: dict) -> str:
     one row per variant scored (the `SKIPPED` entry is not a variant)."""
     results = {k: v for k, v in results.items() if k != SKIPPED}
     cols = ["ciou", "auc", "mean_ciou", "n", "peak_on_sounding", "swap_score", "border_peak"]
+    cols += ["ext_ap", "ext_max_f1", "ext_loc_acc", "pia_silence", "pia_noise", "pia_offscreen"]
+    cols += ["iiou", "iauc"]
     cols = [c for c in cols if any(c in r for r in results.values())]
     names = {
         "ciou": "cIoU@0.5",
@@ -27,6 +29,14 @@ def results_table(results: dict) -> str:
         "peak_on_sounding": "peak on sounding %",
         "swap_score": "audio swap",
         "border_peak": "border peak %",
+        "ext_ap": "ext. AP",
+        "ext_max_f1": "ext. max-F1",
+        "ext_loc_acc": "ext. LocAcc",
+        "pia_silence": "pIA silence ↓",
+        "pia_noise": "pIA noise ↓",
+        "pia_offscreen": "pIA off-screen ↓",
+        "iiou": "iIoU",
+        "iauc": "iAUC",
     }
     lines = [
         "| variant | " + " | ".join(names[c] for c in cols) + " |",
