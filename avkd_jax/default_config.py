@@ -131,6 +131,8 @@ def _object_guided(c: ml_collections.ConfigDict) -> None:
     # DETR) / 3. Empty: skipped.
     c.object_npz = c.get_ref("init_visual_npz").identity()  # Follows it unless set.
     c.og_alpha = 0.4
+    # 'paper': (1 − α)·AVC + α·object (§3.5's text); 'authors': normalise(AVC + α·object), their VGG-SS code's.
+    c.og_fusion = "paper"
     c.og_detr_teacher = "detr"
     # Test ids whose maps every evaluation draws in <workdir>/pictures/ (empty: the first 4).
     c.picture_ids = ()

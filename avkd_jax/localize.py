@@ -155,7 +155,7 @@ def localization_map(run: Run, image, pcm, variant: str = fusion.STUDENT, object
     obj = protocol.protocol_maps(
         np.asarray(_jitted(fusion.object_maps, objects.trunk)(objects.variables, image))
     )
-    fused = fusion.fuse_og(avc, obj, run.config.og_alpha)
+    fused = fusion.fuse_og(avc, obj, run.config.og_alpha, run.config.og_fusion)
     return protocol.normalize_map(fused)[0].astype(np.float32)
 
 

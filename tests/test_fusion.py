@@ -34,6 +34,12 @@ def torch_protocol(maps):
     return (up - lo) / (hi - lo)
 
 
+def normalized(maps):
+    """Per-map min-max over the last two axes, in numpy."""
+    lo = maps.min(axis=(-2, -1), keepdims=True)
+    return (maps - lo) / (maps.max(axis=(-2, -1), keepdims=True) - lo)
+
+
 def quadrants(tl, tr, bl, br):
     m = np.zeros([S, S])
     m[:HALF, :HALF], m[:HALF, HALF:], m[HALF:, :HALF], m[HALF:, HALF:] = tl, tr, bl, br
@@ -63,6 +69,44 @@ def test_og_fusion_moves_the_threshold_as_worked_out_by_hand():
     assert protocol.sample_ciou(fusion.fuse_og(avc, obj, 0.7), gt) == 1.0
     # α = 0 is the AVC map itself.
     np.testing.assert_array_equal(fusion.fuse_og(avc, obj, 0.0), avc)
+
+
+def test_authors_og_fusion_picks_other_cells_than_the_papers():
+    """config.og_fusion: 'paper' (1 − α)·AVC + α·object against 'authors'
+    normalise(AVC + α·object), written out in numpy, where their median cells differ."""
+    avc = quadrants(1, 0, 1, 0)  # the left half
+    obj = quadrants(1, 1, 0, 0)  # the top half
+    gt = quadrants(1, 1, 0, 0)
+    a = 0.6
+    paper = fusion.fuse_og(avc, obj, a, "paper")
+    authors = fusion.fuse_og(avc, obj, a, "authors")
+    np.testing.assert_allclose(paper, (1 - a) * avc + a * obj)
+    s = avc + a * obj  # TL 1.6, TR 0.6, BL 1, BR 0
+    np.testing.assert_allclose(authors, (s - s.min()) / (s.max() - s.min()))
+    np.testing.assert_allclose(authors, quadrants(1, 0.375, 0.625, 0))
+    # The median cell (index S²/2 of the sorted map): TR's 0.6 for the paper's (TL 1,
+    # TR 0.6, BL 0.4): the top half; BL's 0.625 for the authors': the left half.
+    assert np.sort(paper.ravel())[S * S // 2] == pytest.approx(0.6)
+    assert np.sort(authors.ravel())[S * S // 2] == pytest.approx(0.625)
+    np.testing.assert_array_equal(paper >= 0.6 - 1e-9, gt == 1)
+    np.testing.assert_array_equal(authors >= 0.625 - 1e-9, avc == 1)
+    quarter = HALF * HALF
+    assert protocol.sample_ciou(paper, gt) == 1.0
+    assert protocol.sample_ciou(authors, gt) == pytest.approx(quarter / (3 * quarter))
+
+    # A batch: each map normalised on its own.
+    rng = np.random.default_rng(3)
+    avcs, objs = rng.random([2, S, S]), rng.random([2, S, S])
+    objs[1] *= 5
+    got = fusion.fuse_og(avcs, objs, 0.4, "authors")
+    for k in range(2):
+        m = avcs[k] + 0.4 * objs[k]
+        np.testing.assert_allclose(got[k], (m - m.min()) / (m.max() - m.min()), atol=1e-12)
+    np.testing.assert_array_equal(fusion.fuse_og(avcs, objs, 0.4), 0.6 * avcs + 0.4 * objs)
+    with pytest.raises(ValueError, match=r"config\.og_fusion='mean'"):
+        fusion.fuse_og(avc, obj, a, "mean")
+    with pytest.raises(ValueError, match=r"config\.og_fusion='mean'"):
+        evaluator.Predictor(None, {}, sharding.create_mesh(), a, og_fusion="mean")
 
 
 def test_og_detr_fusion_and_nothing_detected():
@@ -184,7 +228,7 @@ def test_evaluation_scores_the_fusions_and_notes_what_it_skips(tiny, tmp_path):
     objects, _ = fusion.load_object_model(config, builder)
     maps_fn = jax.jit(lambda v, i, a: fusion.model_maps(model, v, i, a))
     objects_fn = jax.jit(lambda v, i: fusion.object_maps(objects.trunk, v, i))
-    expected = {"AVC": [], "OG-AVC": [], "OG-AVC-DETR": []}
+    expected = {"AVC": [], "OG-AVC": [], "OG-AVC-DETR": [], "authors": []}
     for batch in input_pipeline.eval_batches(builder, config, "test", 5):
         for r in np.flatnonzero(batch["mask"]):
             image, pcm = batch["image"][r : r + 1], batch["audio"][r : r + 1]
@@ -197,13 +241,26 @@ def test_evaluation_scores_the_fusions_and_notes_what_it_skips(tiny, tmp_path):
                 ("AVC", avc),
                 ("OG-AVC", 0.7 * avc + 0.3 * obj),
                 ("OG-AVC-DETR", (avc + obj + detr) / 3),
+                ("authors", normalized(avc + 0.3 * obj)),
             ):
                 expected[name].append(protocol.sample_ciou(pred[0], gt))
+    authors = expected.pop("authors")
     for name, values in expected.items():
         # Batches of 5 against single samples: oneDNN's convolutions split the work by
         # batch size, so the maps differ in float32 round-off (cIoU by ~3e-6 here).
         np.testing.assert_allclose(e.cious[name], values, atol=1e-4, err_msg=name)
         assert e.results[name]["ciou"] == protocol.summarize(values)["ciou"]
+
+    # config.og_fusion='authors' reaches the Predictor (as in --mode=eval): OG-AVC changes,
+    # the other variants do not.
+    config.og_fusion = "authors"
+    e2 = evaluator.evaluate_sets(model, {"AVC": variables}, eval_sets, config, mesh)
+    e2 = e2["synthetic_test"]
+    np.testing.assert_allclose(e2.cious["OG-AVC"], authors, atol=1e-4)
+    assert not np.allclose(authors, expected["OG-AVC"], atol=1e-4)
+    for name in ("AVC", "OG-AVC-DETR"):
+        np.testing.assert_array_equal(e2.cious[name], e.cious[name])
+    config.og_fusion = "paper"
 
     # The real DETR's hints are not there: that variant is skipped, with the command.
     config.og_detr_teacher = "detr"

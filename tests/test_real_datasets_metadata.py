@@ -134,3 +134,36 @@ def test_report_on_the_public_vggs10k_lists(tmp_path):
     assert pathlib.Path(tmp_path / "report" / "overlap-vggss_test.txt").read_text().split() == [
         i for i in dict.fromkeys(test) if i in direct
     ]
+
+
+def test_open_set_lists(tmp_path):
+    """EZ-VSL's open set: vggss_heard.txt for training, vggss_heard_test.csv and
+    vggss_unheard_test.csv for testing, read here directly and through configs/vggs_heard.py."""
+    heard, unheard = list_ids("vggss_heard_test.csv"), list_ids("vggss_unheard_test.csv")
+    train, vggss = list_ids("vggss_heard.txt"), list_ids("vggss_test.csv")
+    assert (len(train), len(heard), len(unheard)) == (59_468, 2_564, 2_575)
+    assert all(len(set(x)) == len(x) for x in (train, heard, unheard))
+    # The two test lists split VGG-SS by class: 110 classes each, disjoint, each list every
+    # VGG-SS clip of its classes; the 19 clips of the one class left ('singing choir') are
+    # in neither.
+    cls = {e["file"]: e["class"] for e in json.loads((META / "vggss.json").read_text())}
+    heard_classes, unheard_classes = {cls[i] for i in heard}, {cls[i] for i in unheard}
+    assert len(heard_classes) == len(unheard_classes) == 110
+    assert not heard_classes & unheard_classes
+    assert set(heard) == {i for i in vggss if cls[i] in heard_classes}
+    assert set(unheard) == {i for i in vggss if cls[i] in unheard_classes}
+    rest = set(vggss) - set(heard) - set(unheard)
+    assert len(rest) == 19 and {cls[i] for i in rest} == {"singing choir"}
+    assert len(set(cls.values())) == 221
+    # No test clip is a training clip (no vggss.json clip at all is, so the classes of
+    # the train list cannot be read from these files).
+    assert not set(train) & (set(heard) | set(unheard) | set(vggss) | set(cls))
+
+    c = real_config("vggs_heard", tmp_path)
+    src = sources.dataset_source(c)
+    assert src.train.ids == train and not src.train.dropped
+    assert list(src.test.listed) == vggss
+    for name, ids in (("vggss_heard_test", heard), ("vggss_unheard_test", unheard)):
+        test = sources.eval_set_source(c, name).test
+        assert list(test.listed) == ids and test.list_path == str(META / f"{name}.csv")
+        assert test.root == c.manual_dir and test.box_format == "vggss"

@@ -68,9 +68,10 @@ def get_builder(config):
 def get_eval_sets(config, builder=None) -> dict:
     """name → `EvalSet` for each set of `config.eval_sets` (empty: the dataset's own).
 
-    A set of the training dataset is `builder`'s (default `get_builder(config)`) test
-    split with `config.eval_split` / `config.eval_format`; a set of another dataset is a
-    test-only builder of it, rooted at `config.eval_manual_dirs.<name>`. Builders are
+    The training dataset's own set is `builder`'s (default `get_builder(config)`) test
+    split with `config.eval_split` / `config.eval_format`; any other set is a test-only
+    builder over its own list, rooted at `config.eval_manual_dirs.<name>` (a set of the
+    training dataset: by default its test root; `sources.eval_root`). Builders are
     returned unprepared.
 
     Raises:
@@ -83,7 +84,7 @@ def get_eval_sets(config, builder=None) -> dict:
     out = {}
     for name in sources.eval_set_names(config):
         dataset, fmt = sources.EVAL_SETS[name]
-        if dataset == config.dataset:
+        if sources.is_own_eval_set(config, name):
             out[name] = EvalSet(builder, config.eval_split, config.eval_format)
         elif dataset == sources.SYNTHETIC:
             raise ValueError("'synthetic_test' is evaluated by configs/synthetic.py only.")

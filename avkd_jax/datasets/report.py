@@ -83,15 +83,14 @@ def scan_split(source: sources.SplitSource, sample_rate, audio_seconds, decode=T
 
 
 def _split_sources(config) -> dict[str, sources.SplitSource]:
-    """split name → source: the training dataset's splits, then every evaluation set of
-    another dataset whose raw root is configured."""
+    """split name → source: the training dataset's splits, then every other evaluation set
+    whose raw root is known (`sources.eval_root`)."""
     own = sources.dataset_source(config)
     out = dict(own.splits())
     for name in sources.eval_set_names(config):
-        dataset = sources.EVAL_SETS[name][0]
-        if dataset == config.dataset or dataset == sources.SYNTHETIC:
+        if sources.is_own_eval_set(config, name) or sources.EVAL_SETS[name][0] == sources.SYNTHETIC:
             continue
-        if (config.get("eval_manual_dirs") or {}).get(name):
+        if sources.eval_root(config, name):
             out[name] = sources.eval_set_source(config, name).test
     return out
 

@@ -8,7 +8,8 @@ root), `test_manual_dir` (raw root of the test split, default `manual_dir`),
 `metadata_dir` (lists and vggss.json, default `<manual_dir>/metadata`),
 `annotation_dir` (Flickr XML, default `<test root>/Annotations`),
 `dataset_kwargs.{train_list, test_list, vggss_json}` (a path, or a bare file name looked
-up in the metadata folder), `allow_test_overlap`, `eval_sets`, `eval_manual_dirs`.
+up in the metadata folder), `allow_test_overlap`, `eval_sets`, `eval_manual_dirs`,
+`eval_lists` (only where a config defines it: configs/vggs_heard.py).
 """
 
 from __future__ import annotations
@@ -30,10 +31,24 @@ REAL_DATASETS = (FLICKR, VGGSOUND)
 EVAL_SETS = {
     "flickr_test": (FLICKR, "flickr"),
     "vggss_test": (VGGSOUND, "vggss"),
+    # EZ-VSL's open set: VGG-SS test clips of the 110 classes of vggss_heard.txt, and of
+    # 110 others.
+    "vggss_heard_test": (VGGSOUND, "vggss"),
+    "vggss_unheard_test": (VGGSOUND, "vggss"),
     "synthetic_test": (SYNTHETIC, "flickr"),
 }
 OWN_EVAL_SET = {FLICKR: "flickr_test", VGGSOUND: "vggss_test", SYNTHETIC: "synthetic_test"}
-DEFAULT_TEST_LIST = {FLICKR: "flickr_test.csv", VGGSOUND: "vggss_test.csv"}
+# Each real set's id list (a set other than the training dataset's own, whose list is
+# config.dataset_kwargs.test_list; config.eval_lists.<name> where a config has it).
+EVAL_LISTS = {
+    "flickr_test": "flickr_test.csv",
+    "vggss_test": "vggss_test.csv",
+    "vggss_heard_test": "vggss_heard_test.csv",
+    "vggss_unheard_test": "vggss_unheard_test.csv",
+}
+DEFAULT_TEST_LIST = {FLICKR: EVAL_LISTS["flickr_test"], VGGSOUND: EVAL_LISTS["vggss_test"]}
+# Sets whose clips are VGG-SS test clips: a vggss_test root serves them too.
+SAME_CLIPS_AS = {"vggss_heard_test": "vggss_test", "vggss_unheard_test": "vggss_test"}
 BOX_FORMAT = {FLICKR: "flickr", VGGSOUND: "vggss"}
 
 # Bump when what a builder writes for the same inputs changes: it renames every config.
@@ -222,61 +237,106 @@ def eval_set_names(config) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def eval_manual_dir(config, name: str) -> str:
-    """The raw root of evaluation set `name` of another dataset than the training one."""
+def is_own_eval_set(config, name: str) -> bool:
+    """Whether evaluation set `name` is the training dataset's own test split."""
+    return OWN_EVAL_SET.get(config.dataset) == name
+
+
+def _given_root(config, name: str) -> str | None:
+    """config.eval_manual_dirs.<name>, else (a set of another dataset than the training
+    one) that of the set with the same clips (`SAME_CLIPS_AS`)."""
     dirs = config.get("eval_manual_dirs") or {}
-    root = dirs.get(name) if hasattr(dirs, "get") else None
+    if not hasattr(dirs, "get"):
+        return None
+    root = dirs.get(name)
+    if not root and name in SAME_CLIPS_AS and EVAL_SETS[name][0] != config.dataset:
+        root = dirs.get(SAME_CLIPS_AS[name])
+    return root or None
+
+
+def eval_root(config, name: str) -> str | None:
+    """The raw root of evaluation set `name` (not the own one): config.eval_manual_dirs.
+    <name>, else the training dataset's test root when it is the set's dataset, else the
+    vggss_test root for a set of its clips (`SAME_CLIPS_AS`); None when none is given."""
+    root = _given_root(config, name)
+    if root:
+        return _abs(root)
+    return _own_roots(config)[1] if EVAL_SETS[name][0] == config.dataset else None
+
+
+def eval_manual_dir(config, name: str) -> str:
+    """`eval_root`, or ValueError naming the field to set."""
+    root = eval_root(config, name)
     if not root:
+        alias = f" (or .{SAME_CLIPS_AS[name]})" if name in SAME_CLIPS_AS else ""
         raise ValueError(
-            f"Evaluating on {name!r} needs its raw root: set config.eval_manual_dirs.{name} "
-            f"(e.g. --config.eval_manual_dirs.{name}=/path/to/{EVAL_SETS[name][0]})."
+            f"Evaluating on {name!r} needs its raw root: set config.eval_manual_dirs.{name}"
+            f"{alias} (e.g. --config.eval_manual_dirs.{SAME_CLIPS_AS.get(name, name)}="
+            f"/path/to/{EVAL_SETS[name][0]})."
         )
-    return _abs(root)
+    return root
 
 
 def _eval_metadata_dirs(config, name: str) -> list[str]:
-    root = (config.get("eval_manual_dirs") or {}).get(name) or None
-    return _metadata_dirs(config, root, config.get("manual_dir"))
+    roots = [_given_root(config, name), config.get("manual_dir")]
+    if EVAL_SETS[name][0] == config.dataset:
+        roots.append(config.get("test_manual_dir") or config.manual_dir)
+    return _metadata_dirs(config, *roots)
+
+
+def _eval_list(config, name: str) -> tuple[str, str]:
+    """(the list of evaluation set `name`, not the own one, as given; the field naming it)."""
+    given = config.get("eval_lists") or {}
+    if hasattr(given, "get") and name in given:
+        return given.get(name) or EVAL_LISTS[name], f"config.eval_lists.{name}"
+    return EVAL_LISTS[name], f"the {name} list"
 
 
 def eval_set_source(config, name: str) -> DatasetSource:
-    """The test-only source of evaluation set `name` (a dataset other than the config's).
+    """The test-only source of evaluation set `name` (not the training dataset's own).
 
-    Its list is the dataset's default test list (`DEFAULT_TEST_LIST`), looked up in
-    config.metadata_dir, then `<its root>/metadata`, then `<manual_dir>/metadata`.
+    Its list is `EVAL_LISTS[name]` (or config.eval_lists.<name>), looked up in
+    config.metadata_dir, then `<its root>/metadata`, then `<manual_dir>/metadata` (and
+    `<test_manual_dir>/metadata` for a set of the training dataset).
     """
     dataset = EVAL_SETS[name][0]
     root = eval_manual_dir(config, name)
     dirs = _eval_metadata_dirs(config, name)
-    field = f"the {name} list"
-    test = _test_split(config, dataset, root, DEFAULT_TEST_LIST[dataset], field, dirs, None)
+    list_name, field = _eval_list(config, name)
+    test = _test_split(config, dataset, root, list_name, field, dirs, None)
     return DatasetSource(dataset, None, test)
 
 
 def eval_list_path(config, name: str) -> str:
-    """The id list of evaluation set `name`: its dataset's own test list when it is the
-    training dataset's, else the default list (`DEFAULT_TEST_LIST`) looked up where
-    `eval_set_source` looks (no raw root needed).
+    """The id list of evaluation set `name`: the training dataset's own test list for its
+    own set, else the set's list looked up where `eval_set_source` looks (no raw root
+    needed).
 
     Raises:
-      FileNotFoundError: not found there.
+      FileNotFoundError: not found there, naming the field.
     """
-    dataset = EVAL_SETS[name][0]
-    if dataset == config.dataset:
+    if is_own_eval_set(config, name):
         field = "config.dataset_kwargs.test_list"
         return resolve_file(_own_test_list(config), _own_roots(config)[2], field)
-    return resolve_file(DEFAULT_TEST_LIST[dataset], _eval_metadata_dirs(config, name), name)
+    list_name, field = _eval_list(config, name)
+    return resolve_file(list_name, _eval_metadata_dirs(config, name), field)
 
 
 def _other_eval_ids(config, dataset: str) -> set[str]:
-    """Ids of the lists of the other real datasets' eval sets, where a list is found."""
+    """Ids of the lists of the eval sets other than the own one: a missing list of the
+    training dataset's is an error, another dataset's is skipped with a warning (its
+    folders may be set only when it is evaluated)."""
     ids: set[str] = set()
     for name in config.get("eval_sets") or ():
-        if EVAL_SETS.get(name, (dataset,))[0] in (dataset, SYNTHETIC):
+        if name not in EVAL_SETS or EVAL_SETS[name][0] == SYNTHETIC:
+            continue
+        if is_own_eval_set(config, name):
             continue
         try:
             ids |= set(flickr_layout.read_id_list(eval_list_path(config, name)))
         except FileNotFoundError as e:
+            if EVAL_SETS[name][0] == dataset:
+                raise
             logging.warning("%s: its ids are not left out of the train split: %s", name, e)
     return ids
 
@@ -335,6 +395,7 @@ def split_tasks(source: SplitSource, sample_rate: int, audio_seconds: float):
 __all__ = [
     "BOX_FORMAT",
     "DEFAULT_TEST_LIST",
+    "EVAL_LISTS",
     "EVAL_SETS",
     "FLICKR",
     "OWN_EVAL_SET",
@@ -346,8 +407,10 @@ __all__ = [
     "dataset_source",
     "eval_list_path",
     "eval_manual_dir",
+    "eval_root",
     "eval_set_names",
     "eval_set_source",
+    "is_own_eval_set",
     "resolve_file",
     "split_tasks",
 ]

@@ -138,6 +138,7 @@ class Predictor:
       model, variants: the student and name → its `{'params', 'batch_stats'}`.
       mesh: the device mesh the batches are split over.
       alpha: OG-AVC's α (`config.og_alpha`).
+      og_fusion: OG-AVC's rule (`config.og_fusion`, `fusion.fuse_og`).
       objects: with an 'AVC' variant, also OG-AVC.
       detr: with `objects`, also OG-AVC-DETR (its maps are in the batches).
       baselines: also the centre prior and (scenes with their objects) the every-object map.
@@ -157,9 +158,12 @@ class Predictor:
         baselines=False,
         swap=False,
         negatives=False,
+        og_fusion="paper",
     ):
         self.variants, self.alpha, self.baselines, self.swap = variants, alpha, baselines, swap
         self.negatives = negatives
+        fusion.check_og_rule(og_fusion)
+        self.og_fusion = og_fusion
         self.data = sharding.batch_sharded(mesh)
         self.maps_fn = _sharded(fusion.model_maps, model, mesh, 2)
         self.guided = objects is not None and STUDENT in variants
@@ -199,9 +203,11 @@ class Predictor:
                 out.swapped[name] = protocol.protocol_maps(grid)
         if self.guided:
             obj = protocol.protocol_maps(np.asarray(self.objects_fn(self.object_vars, image))[rows])
-            maps[OG] = fusion.fuse_og(maps[STUDENT], obj, self.alpha)
+            maps[OG] = fusion.fuse_og(maps[STUDENT], obj, self.alpha, self.og_fusion)
             if has_swap:
-                out.swapped[OG] = fusion.fuse_og(out.swapped[STUDENT], obj, self.alpha)
+                out.swapped[OG] = fusion.fuse_og(
+                    out.swapped[STUDENT], obj, self.alpha, self.og_fusion
+                )
             if self.detr is not None:
                 detr = fusion.detr_maps(data[hint_shards.VISUAL_HINT][rows], batch.ids)
                 maps[OG_DETR] = fusion.fuse_og_detr(maps[STUDENT], obj, detr)
@@ -427,6 +433,7 @@ def evaluate_split_details(
         baselines,
         swap=any(p.wants_swap for p in protocols.values()),
         negatives=any(getattr(p, "wants_negatives", False) for p in protocols.values()),
+        og_fusion=config.get("og_fusion", "paper"),
     )
     kept = KeptMaps(config.tau) if config.get("save_maps") else None
     evaluator = Evaluator(

@@ -13,6 +13,7 @@ import numpy as np
 from avkd_jax import conv_impl as conv_impl_lib
 from avkd_jax import errors, models, pretrained, teacher_hints
 from avkd_jax.datasets import hint_shards
+from avkd_jax.eval import protocol
 from avkd_jax.eval.protocol import protocol_maps
 
 STUDENT = "AVC"
@@ -56,9 +57,24 @@ def detr_maps(hints, ids=None) -> np.ndarray:
     return protocol_maps(np.where(nothing[:, None, None], np.float32(0), hints))
 
 
-def fuse_og(avc, obj, alpha: float) -> np.ndarray:
-    """OG-AVC: (1 − α)·AVC + α·object, of protocol maps `[..., 224, 224]` (paper: α = 0.4)."""
-    return (1.0 - alpha) * np.asarray(avc) + alpha * np.asarray(obj)
+# OG-AVC's rules (`config.og_fusion`): the paper's text, and the authors' VGG-SS code.
+OG_RULES = ("paper", "authors")
+
+
+def check_og_rule(rule: str) -> None:
+    """Raises ValueError naming `config.og_fusion` unless `rule` is one of `OG_RULES`."""
+    if rule not in OG_RULES:
+        raise ValueError(f"config.og_fusion={rule!r}: expected one of {OG_RULES}")
+
+
+def fuse_og(avc, obj, alpha: float, rule: str = "paper") -> np.ndarray:
+    """OG-AVC of protocol maps `[..., 224, 224]` → `[..., 224, 224]` (α = 0.4 in both):
+    'paper' (1 − α)·AVC + α·object; 'authors' min-max normalise(AVC + α·object), per map."""
+    check_og_rule(rule)
+    avc, obj = np.asarray(avc), np.asarray(obj)
+    if rule == "authors":
+        return protocol.normalize_map(avc + alpha * obj)
+    return (1.0 - alpha) * avc + alpha * obj
 
 
 def fuse_og_detr(avc, obj, detr) -> np.ndarray:
