@@ -49,7 +49,10 @@ def numpy_ciou(pred, gt):
 def test_unknown_protocol_names_the_field_and_the_known_ones():
     config = default_config.base_config()
     config.evals = ("lvs", "nope")
-    with pytest.raises(ValueError, match=r"config\.evals.*'nope'.*lvs, peaks, synthetic"):
+    with pytest.raises(
+        ValueError,
+        match=r"config\.evals.*'nope'.*known: extended, is3, lvs, negative_audio, peaks, synthetic",
+    ):
         registry.build(config.evals, config)
     with pytest.raises(ValueError, match=r"config\.evals must be a list"):
         registry.build("lvs", config)
