@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from helpers.configs import load_config
 from helpers.real_disks import records, write_audio, write_frame, write_lines
+from helpers.reference_protocol import vggss_gt
 
 from avkd_jax import datasets
 from avkd_jax.datasets import overlap, sources, vggsound
@@ -62,15 +63,6 @@ def heard_config(disk, tmp_path, **overrides):
     return c
 
 
-def reference_vggss_gt(boxes):
-    """The reference test code's map: every box clipped to [0, 1], ×224, int, painted."""
-    gt = np.zeros([224, 224])
-    for box in boxes:
-        xmin, ymin, xmax, ymax = (np.clip(np.array(box), 0, 1) * 224).astype(int)
-        gt[ymin:ymax, xmin:xmax] = 1
-    return gt
-
-
 def test_the_config_is_the_paper_setup_on_the_heard_list():
     c, paper = load_config("vggs_heard"), load_config("vggs144k")
     assert c.dataset_kwargs.train_list == "vggss_heard.txt"
@@ -116,7 +108,7 @@ def test_both_sets_are_test_only_builders_over_their_lists(disk, tmp_path):
         for i, r in recs.items():
             batch = {"boxes": r["boxes"][None], "num_boxes": np.array([len(r["boxes"])])}
             gt = protocol.gt_map_of(batch, 0, "vggss")
-            np.testing.assert_array_equal(gt, reference_vggss_gt(BOXES[i]))
+            np.testing.assert_array_equal(gt, vggss_gt(BOXES[i]))
     found = overlap.check_train_test_overlap(builder, "train", sets, allow=False)
     assert found == {"vggss_heard_test": [], "vggss_unheard_test": []}
 

@@ -21,6 +21,7 @@ from helpers.real_disks import (
     records,
     write_lines,
 )
+from helpers.reference_protocol import vggss_gt
 from PIL import Image
 
 from avkd_jax import datasets, sharding
@@ -207,15 +208,6 @@ def test_threaded_reading_gives_the_serial_results(flickr_built):
 # ------------------------------------------------------------------------------ vggsound
 
 
-def reference_vggss_gt(boxes):
-    """The reference test code's map: every box clipped to [0, 1], ×224, int, painted."""
-    gt = np.zeros([224, 224])
-    for box in boxes:
-        xmin, ymin, xmax, ymax = (np.clip(np.array(box), 0, 1) * 224).astype(int)
-        gt[ymin:ymax, xmin:xmax] = 1
-    return gt
-
-
 def test_vggsound_build(vggsound_root, vggsound_built):
     _, builder = vggsound_built
     train = records(builder, "train")
@@ -233,7 +225,7 @@ def test_vggsound_build(vggsound_root, vggsound_built):
         gt = protocol.gt_map_of(batch, 0, "vggss")
         # Dropping a box whose max coordinate is -2.9e16 gives the reference's own map:
         # it clips that coordinate to 0, so the box paints nothing.
-        np.testing.assert_array_equal(gt, reference_vggss_gt(raw[id_]))
+        np.testing.assert_array_equal(gt, vggss_gt(raw[id_]))
     assert len(test["ddd_000004"]["boxes"]) == 1 and len(test["eee_000005"]["boxes"]) == 0
     np.testing.assert_allclose(test["ddd_000004"]["boxes"], [[0.1, 0.05, 1.0, 0.4]], rtol=1e-6)
     assert np.abs(test["ddd_000004"]["audio"] - centre_sine(56000, 16000, gain=0.75)).max() < 6
@@ -289,7 +281,7 @@ def test_cross_dataset_eval_sets(
         "flickr_test": [
             protocol.sample_ciou(centre, protocol.gt_map(b, "flickr")) for b in kept_flickr
         ],
-        "vggss_test": [protocol.sample_ciou(centre, reference_vggss_gt(b)) for b in raw.values()],
+        "vggss_test": [protocol.sample_ciou(centre, vggss_gt(b)) for b in raw.values()],
     }
     for name, cious in expected.items():
         assert results[name]["centre_prior"] == pytest.approx(protocol.summarize(cious), rel=1e-12)

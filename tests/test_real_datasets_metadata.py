@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from helpers.configs import load_config
 from helpers.paths import REPO
+from helpers.reference_protocol import vggss_gt
 
 from avkd_jax.datasets import raw_examples, report, sources, vggss_annotations
 from avkd_jax.eval import protocol
@@ -82,15 +83,6 @@ def test_flickr_test_lists(tmp_path):
     assert set(senocak.listed) - set(src.test.listed) == {"3908875357"}
 
 
-def reference_gt(boxes):
-    """The reference test code: every box clipped to [0, 1], ×224, int, painted."""
-    gt = np.zeros([224, 224])
-    for box in boxes:
-        xmin, ymin, xmax, ymax = (np.clip(np.array(box), 0, 1) * 224).astype(int)
-        gt[ymin:ymax, xmin:xmax] = 1
-    return gt
-
-
 def test_vggss_json_corrupt_boxes_keep_the_reference_ground_truth():
     entries = json.loads((META / "vggss.json").read_text())
     ann = vggss_annotations.read_vggss_json(META / "vggss.json")
@@ -112,7 +104,7 @@ def test_vggss_json_corrupt_boxes_keep_the_reference_ground_truth():
         # the raw entry, corrupt boxes included: every corrupt value is a max coordinate,
         # which the reference clips to 0, so those boxes paint nothing there either.
         xyxy = boxes[:, [1, 0, 3, 2]].astype(np.float64)
-        np.testing.assert_array_equal(protocol.gt_map(xyxy, "vggss"), reference_gt(e["bbox"]))
+        np.testing.assert_array_equal(protocol.gt_map(xyxy, "vggss"), vggss_gt(e["bbox"]))
     assert dropped == corrupt and len({f for f, _ in corrupt}) >= 10
     # One entry has nothing but a corrupt box: kept with no box, it scores cIoU 0 in the
     # reference and here alike.

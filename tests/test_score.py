@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from helpers.paths import REPO
 from helpers.real_disks import write_lines, write_xml
+from helpers.reference_protocol import vggss_gt
 
 from avkd_jax.errors import MediaError
 from avkd_jax.eval import annotations, extended, is3, maps_file, scoring
@@ -43,14 +44,6 @@ def reference_flickr_gt(boxes):
         gt += temp
     gt /= 2
     gt[gt > 1] = 1
-    return gt
-
-
-def reference_vggss_gt(boxes):
-    gt = np.zeros((224, 224))
-    for box in boxes:
-        xmin, ymin, xmax, ymax = (np.clip(np.array(box), 0, 1) * 224).astype(int)
-        gt[ymin:ymax, xmin:xmax] = 1
     return gt
 
 
@@ -124,7 +117,7 @@ def test_vggss_scores_match_the_reference_and_first_box_only(tmp_path):
         out = scoring.score("vggss", maps, pairs)
         for e in entries:
             boxes = e["bbox"][:1] if first else e["bbox"]
-            want = reference_ciou(maps[e["file"]], reference_vggss_gt(boxes))
+            want = reference_ciou(maps[e["file"]], vggss_gt(boxes))
             assert out["per_pair"][e["file"]] == pytest.approx(want, abs=1e-6)
     # The second box of a_000001 adds cells: the two readings differ there only.
     both = scoring.score(

@@ -18,7 +18,9 @@ def results_table(results: dict) -> str:
     one row per variant scored (the `SKIPPED` entry is not a variant)."""
     results = {k: v for k, v in results.items() if k != SKIPPED}
     cols = ["ciou", "auc", "mean_ciou", "n", "peak_on_sounding", "swap_score", "border_peak"]
-    cols += ["ext_ap", "ext_max_f1", "ext_loc_acc", "pia_silence", "pia_noise", "pia_offscreen"]
+    cols += ["ext_ap", "ext_max_f1", "ext_loc_acc"]
+    # pIA at each image's own map's median: the fixed S > 0 needs a calibrated scale of S.
+    cols += ["pia_silence_thrciou", "pia_noise_thrciou", "pia_offscreen_thrciou"]
     cols += ["iiou", "iauc"]
     cols = [c for c in cols if any(c in r for r in results.values())]
     names = {
@@ -32,9 +34,9 @@ def results_table(results: dict) -> str:
         "ext_ap": "ext. AP",
         "ext_max_f1": "ext. max-F1",
         "ext_loc_acc": "ext. LocAcc",
-        "pia_silence": "pIA silence ↓",
-        "pia_noise": "pIA noise ↓",
-        "pia_offscreen": "pIA off-screen ↓",
+        "pia_silence_thrciou": "pIA silence ↓",
+        "pia_noise_thrciou": "pIA noise ↓",
+        "pia_offscreen_thrciou": "pIA off-screen ↓",
         "iiou": "iIoU",
         "iauc": "iAUC",
     }
