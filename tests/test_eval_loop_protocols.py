@@ -84,3 +84,54 @@ def test_the_centre_prior_is_blind_to_every_negative_sound(evaluated):
     assert r["ext_ap"] < 75
     # A scene passes only when both its instances do.
     assert r["iiou"] <= r["is3_ciou"]
+
+
+def test_og_avc_under_the_extended_protocol_is_slavcs_fusion():
+    """OG-AVC's extended scores: α·AV + (1 − α)·object, each bicubic (torch) and bounded
+    and mapped linearly by fixed bounds (AV ±1/τ, the object map [0, 2.5]), α = 0.9,
+    written out here."""
+    import torch
+    import torch.nn.functional as F
+
+    from avkd_jax.eval import extended, protocol
+
+    rng = np.random.default_rng(0)
+    n, tau = 3, 0.03
+    pos = rng.uniform(-1, 1, (n, 5, 5)).astype(np.float32)
+    neg = rng.uniform(-1, 1, (n, 5, 5)).astype(np.float32)
+    obj = rng.uniform(0, 3, (n, 5, 5)).astype(np.float32)
+    boxes = [[[10, 10, 120, 140]], [[0, 100, 200, 224]], [[50, 50, 90, 90]]]
+    gts = [protocol.gt_map(np.asarray(b) / 224, "vggss") for b in boxes]
+    ids = ["a", "b", "c"]
+    batch = evaluator.EvalBatch({"num_boxes": np.array([1, 1, 1])}, np.arange(n), ids, gts)
+    maps = evaluator.Maps(
+        {"AVC": np.zeros((n, 224, 224)), "OG-AVC": np.zeros((n, 224, 224))},
+        ("AVC",),
+        {"AVC": pos},
+        negatives={"AVC": {"offscreen": neg}},
+        offscreen_ids=["b", "c", None],
+        object_grid=obj,
+        guided=("OG-AVC", "AVC"),
+    )
+    acc = extended.Extended()
+    acc.update(batch, maps)
+
+    def bicubic(m):
+        t = torch.from_numpy(m)[None, None]
+        return F.interpolate(t, size=(224, 224), mode="bicubic", align_corners=True)[0, 0].numpy()
+
+    def theirs(s, o):
+        # Their min_max_norm with fixed bounds: a linear map, nothing clipped.
+        av = (bicubic(s / tau) + 1 / tau) / (2 / tau)
+        return 0.9 * av + 0.1 * bicubic(o) / 2.5
+
+    want = extended.ExtendedScores(tau)
+    want.add_scores("a", theirs(pos[0], obj[0]), gts[0], 1)
+    want.add_scores("a__b", theirs(neg[0], obj[0]), None, 0)
+    want.add_scores("b", theirs(pos[1], obj[1]), gts[1], 1)
+    want.add_scores("b__c", theirs(neg[1], obj[1]), None, 0)
+    want.add_scores("c", theirs(pos[2], obj[2]), gts[2], 1)
+    got = acc.scores["OG-AVC"]
+    assert got.keys == want.keys
+    np.testing.assert_allclose(got.conf, want.conf, atol=1e-5)
+    np.testing.assert_allclose(got.ciou, want.ciou, atol=1e-3)

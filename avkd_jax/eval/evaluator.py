@@ -92,6 +92,9 @@ class Maps:
         audio-blind variant's are its own `similarity`.
       offscreen_ids: `[n]` the id of the clip whose sound is each row's 'offscreen' one
         (None where the batch had no clip of a class absent from the image).
+      object_grid: the object-guided variants' object map on its own grid `[n, h, w]`
+        (None without them).
+      guided: (object-guided variant, the model variant it fuses), e.g. (OG, STUDENT).
     """
 
     maps: dict
@@ -101,6 +104,8 @@ class Maps:
     grids_swapped: dict = dataclasses.field(default_factory=dict)
     negatives: dict = dataclasses.field(default_factory=dict)
     offscreen_ids: list = dataclasses.field(default_factory=list)
+    object_grid: np.ndarray | None = None
+    guided: tuple = ()
 
     def similarity(self, name):
         """`[n, h, w]` cosine similarities S: a model's own grid; for a map variant
@@ -202,7 +207,9 @@ class Predictor:
                 out.grids_swapped[name] = grid
                 out.swapped[name] = protocol.protocol_maps(grid)
         if self.guided:
-            obj = protocol.protocol_maps(np.asarray(self.objects_fn(self.object_vars, image))[rows])
+            out.object_grid = np.asarray(self.objects_fn(self.object_vars, image))[rows]
+            out.guided = (OG, STUDENT)
+            obj = protocol.protocol_maps(out.object_grid)
             maps[OG] = fusion.fuse_og(maps[STUDENT], obj, self.alpha, self.og_fusion)
             if has_swap:
                 out.swapped[OG] = fusion.fuse_og(

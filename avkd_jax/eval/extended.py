@@ -495,8 +495,10 @@ class Extended:
     """Protocol 'extended' of `config.evals` on scenes that list their objects: each
     image with its own sound (a positive) and with an off-screen clip's sound (a negative,
     `Maps.offscreen_ids`), every variant with negatives scored by `ExtendedScores` from
-    its S/τ (`Maps.similarity` / config.tau). `result()`: variant → 'ext_ap',
-    'ext_max_f1', 'ext_loc_acc', 'ext_auc' (%), 'ext_n_neg'."""
+    its S/τ (`Maps.similarity` / config.tau), and OG-AVC as their object-guided variant
+    (`fuse_og_extended` of the student's S/τ and the object map, α = 0.9, whatever
+    `config.og_alpha` is). `result()`: variant → 'ext_ap', 'ext_max_f1', 'ext_loc_acc',
+    'ext_auc' (%), 'ext_n_neg'."""
 
     wants_swap = False
     wants_negatives = True
@@ -507,13 +509,27 @@ class Extended:
 
     def update(self, batch, maps) -> None:
         for name, negatives in maps.negatives.items():
-            acc = self.scores.setdefault(name, ExtendedScores(self.tau))
             positive = maps.similarity(name)
-            for k, (i, r, gt) in enumerate(zip(batch.ids, batch.rows, batch.gts)):
-                acc.add(i, positive[k] / self.tau, gt, int(batch.data["num_boxes"][r]))
-                if maps.offscreen_ids[k] is not None:
-                    key = f"{i}__{maps.offscreen_ids[k]}"
-                    acc.add(key, negatives["offscreen"][k] / self.tau, None, 0)
+            self._pairs(name, batch, maps, positive / self.tau, negatives["offscreen"] / self.tau)
+        if maps.guided and maps.guided[1] in maps.negatives:
+            guided, student = maps.guided
+            pos = maps.similarity(student) / self.tau
+            neg = maps.negatives[student]["offscreen"] / self.tau
+            self._pairs(guided, batch, maps, pos, neg, maps.object_grid)
+
+    def _pairs(self, name, batch, maps, positive, offscreen, obj=None) -> None:
+        """Each row's positive and (where it has one) off-screen pair, S/τ `[n, h, w]`;
+        with `obj` `[n, h', w']` fused as their object-guided variant."""
+        acc = self.scores.setdefault(name, ExtendedScores(self.tau))
+        for k, (i, r, gt) in enumerate(zip(batch.ids, batch.rows, batch.gts)):
+            pairs = [(i, positive[k], gt, int(batch.data["num_boxes"][r]))]
+            if maps.offscreen_ids[k] is not None:
+                pairs.append((f"{i}__{maps.offscreen_ids[k]}", offscreen[k], None, 0))
+            for key, s_over_tau, g, n in pairs:
+                if obj is None:
+                    acc.add(key, s_over_tau, g, n)
+                else:
+                    acc.add_scores(key, fuse_og_extended(s_over_tau, obj[k], tau=self.tau), g, n)
 
     def result(self) -> dict:
         out = {}
