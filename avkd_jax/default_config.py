@@ -119,6 +119,9 @@ def _training(c: ml_collections.ConfigDict) -> None:
     # Also write <workdir>/maps/<set>.npz: the student's S/τ per test id, the file
     # `python -m avkd_jax.score` reads (docs/protocols/).
     c.save_maps = False
+    # VGG-SS sets: each clip's first annotated box only (the paper authors' choice);
+    # False: every box (LVS / EZ-VSL).
+    c.eval_first_box_only = False
 
 
 def _object_guided(c: ml_collections.ConfigDict) -> None:

@@ -293,6 +293,26 @@ def test_cross_dataset_eval_sets(
     assert "## flickr_test" in text and "## vggss_test" in text
 
 
+def test_first_box_only_scores_each_clip_against_its_first_annotated_box(vggsound_built):
+    """`config.eval_first_box_only` (the paper authors' VGG-SS): ddd_000004's first box has
+    a corrupt xmax, which the reference clips to 0, so that clip's map is empty; with every
+    box it is the second box's."""
+    config, builder = vggsound_built
+    config = config.copy_and_resolve_references()
+    mesh = sharding.create_mesh()
+    centre = protocol.normalize_map(diagnostics.centre_prior_map())
+    raw = {e["file"]: e["bbox"] for e in VGGSS_ENTRIES[:3]}
+    for first in (False, True):
+        config.eval_first_box_only = first
+        e = evaluator.evaluate_split_details(None, {}, builder, config, mesh, "test", True, "vggss")
+        got = dict(zip(e.ids, e.cious["centre_prior"]))
+        want = {
+            i: protocol.sample_ciou(centre, vggss_gt(b[:1] if first else b)) for i, b in raw.items()
+        }
+        assert got == pytest.approx(want, rel=1e-12), first
+    assert want["ddd_000004"] == 0.0  # Its first box is empty.
+
+
 def test_config_errors_name_the_field(flickr_root, tmp_path):
     c = flickr_config(flickr_root, tmp_path)
     c.dataset_kwargs.train_list = "nope.txt"

@@ -20,6 +20,7 @@ from avkd_jax.datasets import hint_shards
 
 # Imported for their registered protocols too.
 from avkd_jax.eval import (  # noqa: F401
+    annotations,
     diagnostics,
     extended,
     fusion,
@@ -340,6 +341,8 @@ class Evaluator:
       fmt: the ground-truth rule, 'flickr' or 'vggss'.
       pictures: a `Pictures` to feed too, or None.
       kept: a `KeptMaps` to feed too, or None.
+      gt_fn: (batch, row, id) → `[224, 224]`, the ground truth instead of the batch's
+        boxes under `fmt` (`first_box_truth`), or None.
     """
 
     def __init__(
@@ -349,9 +352,11 @@ class Evaluator:
         fmt: str,
         pictures: Pictures | None = None,
         kept: KeptMaps | None = None,
+        gt_fn=None,
     ):
         self.predict_fn, self.protocols, self.fmt = predict_fn, protocols, fmt
         self.pictures, self.kept = pictures, kept
+        self.gt_fn = gt_fn or (lambda data, r, _: protocol.gt_map_of(data, r, self.fmt))
         self.ids: list = []
 
     def step(self, data: dict) -> None:
@@ -359,7 +364,7 @@ class Evaluator:
         rows = np.flatnonzero(data["mask"])
         ids = [data["id"][r].decode() for r in rows]
         self.ids += ids
-        batch = EvalBatch(data, rows, ids, [protocol.gt_map_of(data, r, self.fmt) for r in rows])
+        batch = EvalBatch(data, rows, ids, [self.gt_fn(data, r, i) for r, i in zip(rows, ids)])
         maps = self.predict_fn(batch)
         for accumulator in self.protocols.values():
             accumulator.update(batch, maps)
@@ -384,6 +389,31 @@ class Evaluator:
         for p in self.protocols.values():
             per_sample.update(p.per_sample() if hasattr(p, "per_sample") else {})
         return results, {n: per_sample[n] for n in names if n in per_sample}
+
+
+def first_box_truth(builder):
+    """The ground truth of each clip's first box in its VGG-SS json (`config.eval_first_box_only`):
+    (batch, row, id) → `[224, 224]`. A first box with a corrupt coordinate paints nothing,
+    as in the reference, which clips it to 0.
+
+    Raises:
+      ValueError: `builder` was not made from a vggss.json.
+    """
+    source = getattr(getattr(builder, "builder_config", None), "source", None)
+    path = getattr(getattr(source, "test", None), "annotation", None)
+    if source is None or source.test.box_format != "vggss":
+        raise ValueError(
+            "config.eval_first_box_only: this set's boxes are not read from a vggss.json"
+        )
+
+    def gt(data, row, id_):
+        del data, row
+        truth, missing = annotations.vggss_truth(path, [id_], first_box_only=True)
+        if missing:
+            raise ValueError(f"{path}: no entry for the test clip {id_}")
+        return truth[id_].gt
+
+    return gt
 
 
 def evaluate_split(model, variants, builder, config, mesh, split=None, baselines=False, fmt=None):
@@ -443,8 +473,15 @@ def evaluate_split_details(
         og_fusion=config.get("og_fusion", "paper"),
     )
     kept = KeptMaps(config.tau) if config.get("save_maps") else None
+    fmt = fmt or config.eval_format
+    first = fmt == "vggss" and config.get("eval_first_box_only")
     evaluator = Evaluator(
-        predict, protocols, fmt or config.eval_format, Pictures(picture_ids), kept
+        predict,
+        protocols,
+        fmt,
+        Pictures(picture_ids),
+        kept,
+        first_box_truth(builder) if first else None,
     )
     batch_size = -(-config.eval_batch_size // jax.device_count()) * jax.device_count()
     batches = input_pipeline.eval_batches(
