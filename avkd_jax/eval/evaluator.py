@@ -488,6 +488,15 @@ def evaluate_split_details(
         builder, config, split, batch_size, predict.hint_sources()
     )
     results, cious = evaluator.run(batches, predict.names)
+    for name, accumulator in protocols.items():
+        if getattr(accumulator, "scores", None) == {}:  # The protocols of scenes with objects.
+            logging.warning(
+                "protocol %r of config.evals scored nothing on the %s split: it needs scenes "
+                "that list their objects (the synthetic world); for real data, score saved "
+                "maps with python -m avkd_jax.score (docs/scoring.md)",
+                name,
+                split,
+            )
     pictures = evaluator.pictures.result(evaluator.ids, split)
     return SplitEval(results, evaluator.ids, cious, pictures, kept.maps if kept else None)
 
