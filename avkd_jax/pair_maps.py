@@ -333,22 +333,30 @@ def make_pair_maps(
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "A training workdir (config.json + checkpoints/).")
-flags.DEFINE_string("protocol", None, "One of: " + ", ".join(scoring.known()) + ".")
-flags.DEFINE_string(
-    "media_root", None, "The raw clips: frames/, audio/, video/ (IS3: images/, audio_waw/)."
-)
-flags.DEFINE_string(
-    "annotations", None, "Flickr's Annotations/ folder, vggss.json, or the IS3 json."
-)
-flags.DEFINE_string("test_list", None, "The test ids: flickr_test.csv, vggss_test.csv, ...")
-flags.DEFINE_string("negatives", None, "The extended protocols' *_test_plus_silent.csv.")
-flags.DEFINE_integer("batch_size", 32, "Pairs per forward pass.")
-flags.DEFINE_integer("offscreen_seed", 0, "Negative audio: the seed of the off-screen draw.")
-flags.DEFINE_integer("workers", 4, "Threads reading media ahead (0: none).")
-flags.DEFINE_bool("allow_missing", False, "Leave out pairs whose media is missing, counted.")
-flags.DEFINE_string("out", None, "Where to write maps.npz.")
-flags.mark_flags_as_required(["checkpoint", "protocol", "media_root", "annotations", "out"])
+
+
+def define_flags() -> None:
+    """The command line's flags, defined when run as a program only: `localize`, which this
+    imports, defines --checkpoint and --out for its own command line, replaced here."""
+    for name in ("checkpoint", "out"):
+        if name in FLAGS:
+            delattr(FLAGS, name)
+    flags.DEFINE_string("checkpoint", None, "A training workdir (config.json + checkpoints/).")
+    flags.DEFINE_string("protocol", None, "One of: " + ", ".join(scoring.known()) + ".")
+    flags.DEFINE_string(
+        "media_root", None, "The raw clips: frames/, audio/, video/ (IS3: images/, audio_waw/)."
+    )
+    flags.DEFINE_string(
+        "annotations", None, "Flickr's Annotations/ folder, vggss.json, or the IS3 json."
+    )
+    flags.DEFINE_string("test_list", None, "The test ids: flickr_test.csv, vggss_test.csv, ...")
+    flags.DEFINE_string("negatives", None, "The extended protocols' *_test_plus_silent.csv.")
+    flags.DEFINE_integer("batch_size", 32, "Pairs per forward pass.")
+    flags.DEFINE_integer("offscreen_seed", 0, "Negative audio: the seed of the off-screen draw.")
+    flags.DEFINE_integer("workers", 4, "Threads reading media ahead (0: none).")
+    flags.DEFINE_bool("allow_missing", False, "Leave out pairs whose media is missing, counted.")
+    flags.DEFINE_string("out", None, "Where to write maps.npz.")
+    flags.mark_flags_as_required(["checkpoint", "protocol", "media_root", "annotations", "out"])
 
 
 def main(argv):
@@ -380,4 +388,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
