@@ -21,11 +21,11 @@ from helpers.real_disks import smooth_image, write_frame, write_lines, write_vid
 from helpers.torch_reference import random_avc, write_avc_npz
 from PIL import Image
 
-from avkd_jax import audio, localize, pair_maps
+from avkd_jax import audio, datasets, localize, pair_maps, sharding
 from avkd_jax import state as train_state
 from avkd_jax.datasets import media, video
 from avkd_jax.errors import MediaError
-from avkd_jax.eval import fusion, maps_file, negative_audio, protocol, scoring
+from avkd_jax.eval import evaluator, fusion, maps_file, negative_audio, protocol, scoring
 
 IDS = ["2001", "2002", "2005", "2007"]
 BOXES = [[10, 20, 120, 200], [64, 64, 192, 192], [30, 40, 90, 100], [0, 0, 128, 256]]
@@ -276,3 +276,33 @@ def test_cli_writes_what_the_scorer_reads(random_run, disk, tmp_path):
     )
     assert scored.returncode == 0, scored.stderr[-3000:]
     assert "extended_flickr: 7 pairs scored" in scored.stdout
+
+
+def test_own_maps_equal_what_eval_saves(tiny, tmp_path):
+    """`<id>` maps of the tiny synthetic world's test clips, read from its raw files, equal
+    what `--mode=eval --config.save_maps=True` keeps for them (`evaluate_split_details`)."""
+    npz = write_avc_npz(random_avc(tiny.model.width, tiny.model.embed_dim), tmp_path / "avc.npz")
+    train_state.import_npz(tiny, str(tmp_path / "run"), npz)
+    run = localize.load_run(str(tmp_path / "run"))
+    config = tiny.copy_and_resolve_references()
+    config.save_maps = True
+    builder = datasets.get_builder(config)
+    saved = evaluator.evaluate_split_details(
+        run.model, {fusion.STUDENT: run.variables}, builder, config, sharding.create_mesh()
+    ).maps
+    raw = builder.raw_dir()
+    out = str(tmp_path / "maps.npz")
+    pair_maps.make_pair_maps(
+        str(tmp_path / "run"),
+        "flickr",
+        raw,
+        os.path.join(raw, "Annotations"),
+        out,
+        os.path.join(raw, "test.csv"),
+        batch_size=5,
+        progress=False,
+    )
+    maps = maps_file.read_maps(out)
+    assert set(maps) == set(saved) and len(saved) == tiny.dataset_kwargs.num_test
+    for key, want in saved.items():
+        np.testing.assert_allclose(maps[key], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
