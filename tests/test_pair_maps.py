@@ -306,3 +306,32 @@ def test_own_maps_equal_what_eval_saves(tiny, tmp_path):
     assert set(maps) == set(saved) and len(saved) == tiny.dataset_kwargs.num_test
     for key, want in saved.items():
         np.testing.assert_allclose(maps[key], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_negative_audio_vggss_offscreen_of_another_class(random_run, tmp_path):
+    ids = ["aaa_000001", "bbb_000002", "ccc_000003", "ddd_000004"]
+    classes = ["dog", "dog", "piano", "cat"]
+    entries = []
+    for k, (i, c) in enumerate(zip(ids, classes)):
+        write_frame(tmp_path, i, 50, 70, seed=30 + k)
+        write_sound(tmp_path / "audio" / f"{i}.wav", 250.0 + 150 * k)
+        entries.append({"file": i, "class": c, "bbox": [[0.1, 0.2, 0.6, 0.9]]})
+    (tmp_path / "vggss.json").write_text(json.dumps(entries))
+    write_lines(tmp_path / "vggss_test.csv", ids, "\r\n")
+    kw = {
+        "annotation_path": str(tmp_path / "vggss.json"),
+        "test_list": str(tmp_path / "vggss_test.csv"),
+    }
+    out = str(tmp_path / "maps.npz")
+    pair_maps.make_pair_maps(
+        random_run, "negative_audio_vggss", str(tmp_path), out=out, progress=False, **kw
+    )
+    maps = maps_file.read_maps(out)
+    picks = negative_audio.pick_offscreen(ids, dict(zip(ids, classes)))
+    offscreen = {k for k in maps if k not in ids and not k.endswith(("__silence", "__noise"))}
+    assert offscreen == {f"{i}__{j}" for i, j in picks.items()}
+    by_class = dict(zip(ids, classes))
+    assert all(by_class[i] != by_class[j] for i, j in picks.items())
+    pairs = scoring.read_pairs("negative_audio_vggss", **kw)
+    scores = scoring.score("negative_audio_vggss", maps, pairs, out)
+    assert scores["n_pairs"] == 16 and scores["metrics"]["n_offscreen"] == 4
