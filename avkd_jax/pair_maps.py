@@ -133,7 +133,8 @@ class Media:
                 path = os.path.join(self.root, folder, name)
                 if os.path.exists(path):
                     return path
-            raise MediaError(os.path.join(self.root, folders[0], name), "file does not exist")
+            others = "".join(f", nor {f}/{name}" for f in folders[1:])
+            raise MediaError(os.path.join(self.root, folders[0], name), f"missing{others}")
         found = raw_examples.locate(self._task(clip))[what]
         if found is None:
             for path, reason in raw_examples.missing_files(self._task(clip)):

@@ -212,6 +212,19 @@ def test_is3_layout_and_score(random_run, tmp_path):
     scores = scoring.score("is3", maps, scoring.read_pairs("is3", ann), out)
     assert scores["n_pairs"] == 4 and scores["metrics"]["n_scenes"] == 2
 
+    # The authors' spelling audio_wav/ is found too; a missing sound is named.
+    os.rename(tmp_path / "IS3/audio_waw", tmp_path / "IS3/audio_wav")
+    os.remove(tmp_path / "IS3/audio_wav" / f"{stems[2]}.wav")
+    with pytest.raises(MediaError, match=f"pair {stems[2]}: missing, nor audio_wav/{stems[2]}.wav"):
+        pair_maps.make_pair_maps(random_run, "is3", str(tmp_path / "IS3"), ann, out, progress=False)
+    result = pair_maps.make_pair_maps(
+        random_run, "is3", str(tmp_path / "IS3"), ann, out, progress=False, allow_missing=True
+    )
+    assert [k for k, _ in result["left_out"]] == [stems[2]]
+    again = maps_file.read_maps(out)
+    assert sorted(again) == sorted(set(stems) - {stems[2]})
+    np.testing.assert_array_equal(again[stem], maps[stem])
+
 
 def test_missing_media_names_key_and_path(random_run, disk, tmp_path):
     bad = tmp_path / "disk"
