@@ -93,6 +93,22 @@ def trained_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="module")
+def random_run(tmp_path_factory):
+    """A workdir holding a random-weight student of a small config (a 3 × 3 map), imported
+    as the authors' checkpoint is: converted from PyTorch, then --mode=import's code."""
+    from helpers.torch_reference import random_avc, write_avc_npz
+
+    from avkd_jax import state
+
+    root = tmp_path_factory.mktemp("random_run")
+    config = tiny_config(root / "data")
+    config.image_size = 96
+    npz = write_avc_npz(random_avc(config.model.width, config.model.embed_dim), root / "avc.npz")
+    state.import_npz(config, str(root / "run"), npz)
+    return str(root / "run")
+
+
 # The raw disks of tests/helpers/real_disks.py and their builds, once per test module
 # (test_real_datasets, test_report, test_checkpoints), as before they were shared.
 

@@ -14,26 +14,13 @@ import pytest
 import soundfile as sf
 from helpers.configs import tiny_config
 from helpers.paths import REPO
-from helpers.torch_reference import random_avc, random_resnet, write_avc_npz, write_resnet_npz
+from helpers.torch_reference import random_resnet, write_resnet_npz
 from PIL import Image
 
 from avkd_jax import checkpoints, datasets, input_pipeline, localize, pictures, sharding
-from avkd_jax import state as train_state
 from avkd_jax.datasets import synthetic_world
 from avkd_jax.errors import MediaError
 from avkd_jax.eval import diagnostics, evaluator, fusion, protocol
-
-
-@pytest.fixture(scope="module")
-def random_run(tmp_path_factory):
-    """A workdir holding a random-weight student of a small config (a 3 × 3 map), imported
-    as the authors' checkpoint is: converted from PyTorch, then --mode=import's code."""
-    root = tmp_path_factory.mktemp("random_run")
-    config = tiny_config(root / "data")
-    config.image_size = 96
-    npz = write_avc_npz(random_avc(config.model.width, config.model.embed_dim), root / "avc.npz")
-    train_state.import_npz(config, str(root / "run"), npz)
-    return str(root / "run")
 
 
 def write_mp4(path, image, pcm, rate, fps=8, seconds=2.0):

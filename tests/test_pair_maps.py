@@ -14,7 +14,6 @@ import zlib
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers.configs import tiny_config
 from helpers.media import SR, sine
 from helpers.paths import REPO
 from helpers.real_disks import smooth_image, write_frame, write_lines, write_video, write_xml
@@ -36,16 +35,6 @@ def write_sound(path, f, seconds=1.2, rate=SR):
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, sine(rate, seconds, f=f), rate, subtype="PCM_16")
     return path
-
-
-@pytest.fixture(scope="module")
-def random_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("random_run")
-    config = tiny_config(root / "data")
-    config.image_size = 96
-    npz = write_avc_npz(random_avc(config.model.width, config.model.embed_dim), root / "avc.npz")
-    train_state.import_npz(config, str(root / "run"), npz)
-    return str(root / "run")
 
 
 @pytest.fixture(scope="module")
