@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avkd_jax import datasets, models, sharding
-from avkd_jax.eval import diagnostics, evaluator
+from avkd_jax.eval import diagnostics, evaluator, scene_negatives
 
 
 def fake_scene_batch():
@@ -31,10 +31,12 @@ def test_offscreen_partner_is_the_next_scene_whose_sound_is_absent():
     # Row 1 holds {2}: row 2 sounds 3. Row 2 holds {3, 1}: row 3 sounds 1, row 0 sounds 1,
     # row 1 sounds 2 → row 1. Row 3 holds {1}: row 0 sounds 1, row 1 sounds 2 → row 1.
     np.testing.assert_array_equal(
-        evaluator.offscreen_partners(data, np.array([0, 1, 2, 3])), [2, 2, 1, 1]
+        scene_negatives.offscreen_partners(data, np.array([0, 1, 2, 3])), [2, 2, 1, 1]
     )
     # Every other scene sounds a class the image holds: no partner.
-    np.testing.assert_array_equal(evaluator.offscreen_partners(data, np.array([0, 3])), [-1, -1])
+    np.testing.assert_array_equal(
+        scene_negatives.offscreen_partners(data, np.array([0, 3])), [-1, -1]
+    )
 
 
 @pytest.fixture(scope="module")

@@ -135,3 +135,28 @@ def read_negatives(path) -> list:
     if not pairs:
         raise MediaError(path, "no negative pairs in the file")
     return pairs
+
+
+def first_box_truth(builder):
+    """The ground truth of each clip's first box in its VGG-SS json (`config.eval_first_box_only`):
+    (batch, row, id) → `[224, 224]`. A first box with a corrupt coordinate paints nothing,
+    as in the reference, which clips it to 0.
+
+    Raises:
+      ValueError: `builder` was not made from a vggss.json.
+    """
+    source = getattr(getattr(builder, "builder_config", None), "source", None)
+    path = getattr(getattr(source, "test", None), "annotation", None)
+    if source is None or source.test.box_format != "vggss":
+        raise ValueError(
+            "config.eval_first_box_only: this set's boxes are not read from a vggss.json"
+        )
+
+    def gt(data, row, id_):
+        del data, row
+        truth, missing = vggss_truth(path, [id_], first_box_only=True)
+        if missing:
+            raise ValueError(f"{path}: no entry for the test clip {id_}")
+        return truth[id_].gt
+
+    return gt

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import zlib
 
 import jax
 import numpy as np
 from absl import logging
 
-from avkd_jax import audio, input_pipeline, sharding, teacher_hints
+from avkd_jax import input_pipeline, sharding, teacher_hints
 from avkd_jax.datasets import hint_shards
 
 # Imported for their registered protocols too.
@@ -28,6 +27,7 @@ from avkd_jax.eval import (  # noqa: F401
     negative_audio,
     protocol,
     registry,
+    scene_negatives,
 )
 from avkd_jax.eval.fusion import OG, OG_DETR, PICTURE_VARIANTS, STUDENT
 
@@ -238,56 +238,10 @@ class Predictor:
                 )
         out.maps = {name: maps[name] for name in self.names if name in maps}
         if self.negatives and has_objects:
-            self._negatives(batch, image, out)
+            scene_negatives.add_negative_maps(
+                self.maps_fn, self.variants, self.data, batch, image, out
+            )
         return out
-
-    def _negatives(self, batch: EvalBatch, image, out: Maps) -> None:
-        """`out.negatives` and `out.offscreen_ids` of a batch of scenes."""
-        data, rows = batch.data, batch.rows
-        pcm = np.asarray(data["audio"])
-        partner = offscreen_partners(data, rows)
-        out.offscreen_ids = [batch.ids[list(rows).index(j)] if j >= 0 else None for j in partner]
-        sounds = {
-            "silence": np.zeros(pcm.shape, np.float32),
-            "noise": np.zeros(pcm.shape, np.float32),
-            "offscreen": pcm.astype(np.float32),
-        }
-        for r, i in zip(rows, batch.ids):
-            seed = zlib.crc32(i.encode())
-            sounds["noise"][r] = negative_audio.noise(pcm.shape[1], seed) * audio.PCM_SCALE
-        for r, j in zip(rows, partner):
-            if j >= 0:
-                sounds["offscreen"][r] = pcm[j]
-        for name, variables in self.variants.items():
-            out.negatives[name] = {}
-            for kind, sound in sounds.items():
-                pcm_in = input_pipeline.replicated_global({"a": sound}, self.data)["a"]
-                out.negatives[name][kind] = np.asarray(self.maps_fn(variables, image, pcm_in))[rows]
-        for name in out.maps:
-            if name not in out.negatives and name not in (OG, OG_DETR):
-                blind = out.similarity(name)  # Audio-blind: the same map whatever it hears.
-                out.negatives[name] = {kind: blind for kind in sounds}
-
-
-def offscreen_partners(data, rows) -> np.ndarray:
-    """For each real row, the batch row whose scene's sounding class is in none of the
-    row's objects, the first such after it (cyclically); -1 where there is none.
-
-    Returns:
-      `[n]` int batch-row indices.
-    """
-    labels = [set(data["objects"]["label"][r, : data["num_objects"][r]].tolist()) for r in rows]
-    sounding = [
-        int(data["objects"]["label"][r, diagnostics.scene_objects(data, r)[1]]) for r in rows
-    ]
-    out = np.full(len(rows), -1)
-    for k in range(len(rows)):
-        for step in range(1, len(rows)):
-            j = (k + step) % len(rows)
-            if sounding[j] not in labels[k]:
-                out[k] = rows[j]
-                break
-    return out
 
 
 class Pictures:
@@ -342,7 +296,7 @@ class Evaluator:
       pictures: a `Pictures` to feed too, or None.
       kept: a `KeptMaps` to feed too, or None.
       gt_fn: (batch, row, id) → `[224, 224]`, the ground truth instead of the batch's
-        boxes under `fmt` (`first_box_truth`), or None.
+        boxes under `fmt` (`annotations.first_box_truth`), or None.
     """
 
     def __init__(
@@ -389,31 +343,6 @@ class Evaluator:
         for p in self.protocols.values():
             per_sample.update(p.per_sample() if hasattr(p, "per_sample") else {})
         return results, {n: per_sample[n] for n in names if n in per_sample}
-
-
-def first_box_truth(builder):
-    """The ground truth of each clip's first box in its VGG-SS json (`config.eval_first_box_only`):
-    (batch, row, id) → `[224, 224]`. A first box with a corrupt coordinate paints nothing,
-    as in the reference, which clips it to 0.
-
-    Raises:
-      ValueError: `builder` was not made from a vggss.json.
-    """
-    source = getattr(getattr(builder, "builder_config", None), "source", None)
-    path = getattr(getattr(source, "test", None), "annotation", None)
-    if source is None or source.test.box_format != "vggss":
-        raise ValueError(
-            "config.eval_first_box_only: this set's boxes are not read from a vggss.json"
-        )
-
-    def gt(data, row, id_):
-        del data, row
-        truth, missing = annotations.vggss_truth(path, [id_], first_box_only=True)
-        if missing:
-            raise ValueError(f"{path}: no entry for the test clip {id_}")
-        return truth[id_].gt
-
-    return gt
 
 
 def evaluate_split(model, variants, builder, config, mesh, split=None, baselines=False, fmt=None):
@@ -481,7 +410,7 @@ def evaluate_split_details(
         fmt,
         Pictures(picture_ids),
         kept,
-        first_box_truth(builder) if first else None,
+        annotations.first_box_truth(builder) if first else None,
     )
     batch_size = -(-config.eval_batch_size // jax.device_count()) * jax.device_count()
     batches = input_pipeline.eval_batches(

@@ -41,11 +41,10 @@ needs the raw S/τ maps and the negative pairs (`ExtendedScores.add` takes one p
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from avkd_jax.eval import protocol, registry
+from avkd_jax.eval.upsampling import upsample_bicubic
 
 MAP_SIZE = protocol.GT_SIZE
 TAU = 0.03
@@ -59,93 +58,8 @@ SUBSETS = ("all", "visible", "small", "medium", "large", "huge")
 SIZE_SUBSETS = ("small", "medium", "large", "huge")
 MIN_SIZES = {"small": 0, "medium": 32**2, "large": 96**2, "huge": 144**2}
 MAX_SIZES = {"small": 32**2, "medium": 96**2, "large": 144**2, "huge": 10000**2}
-_CHUNK = 8  # maps upsampled at a time: small blocks keep the temporaries in cache
 
 _F32 = np.float32
-_A = _F32(-0.75)  # torch's cubic convolution constant without antialiasing
-
-
-# --- torch's bicubic upsampling (align_corners=True), in float32 -------------------------
-
-
-def _fma(a, b, c):
-    """a·b + c rounded once to float32, as the fused multiply-adds torch's CPU kernels are
-    compiled with (the float32 product is exact in float64; the float64 sum's rounding
-    before float32 differs from a true fused rounding only at exact float32 ties)."""
-    return (np.asarray(a, np.float64) * b + c).astype(_F32)
-
-
-def _cubic1(x):
-    """|x| <= 1: ((A + 2)·x − (A + 3))·x·x + 1."""
-    return _fma(_A + _F32(2), x, -(_A + _F32(3))) * x * x + _F32(1)
-
-
-def _cubic2(x):
-    """1 < |x| < 2: ((A·x − 5A)·x + 8A)·x − 4A."""
-    return _fma(_fma(_A, x, _F32(-5) * _A), x, _F32(8) * _A) * x - _F32(4) * _A
-
-
-@functools.lru_cache(maxsize=64)
-def _cubic_taps(in_size: int, out_size: int):
-    """One axis: the 4 source indices `[out]` (clamped to the border) and their float32
-    weights `[out]`, as torch's `HelperInterpCubic::compute_indices_weights`."""
-    scale = _F32(in_size - 1) / _F32(out_size - 1) if out_size > 1 else _F32(0)
-    real = scale * np.arange(out_size, dtype=_F32)
-    index = np.minimum(np.floor(real).astype(np.int64), in_size - 1)
-    lam = np.minimum(np.maximum(real - index.astype(_F32), _F32(0)), _F32(1))
-    weights = (
-        _cubic2(lam + _F32(1)),
-        _cubic1(lam),
-        _cubic1(_F32(1) - lam),
-        _cubic2((_F32(1) - lam) + _F32(1)),
-    )
-    taps = tuple(np.clip(index + j - 1, 0, in_size - 1) for j in range(4))
-    weights = tuple(w.astype(np.float64) for w in weights)  # exact: products stay exact
-    for a in taps + weights:
-        a.flags.writeable = False  # cached
-    return taps, weights
-
-
-def _four_tap_sum(terms):
-    """Σ value·weight over 4 taps in the order torch's loop compiles to:
-    fma(v0, w0, v1·w1), then fma with taps 2 and 3. Values and weights are float32 numbers
-    held in float64, so each product is exact and each sum rounds once (as `_fma`)."""
-    (v0, w0), (v1, w1), (v2, w2), (v3, w3) = terms
-    out = (v0 * w0 + (v1 * w1).astype(_F32)).astype(_F32)
-    out = (v2 * w2 + out).astype(_F32)
-    return (v3 * w3 + out).astype(_F32)
-
-
-def upsample_bicubic(maps, size: int = MAP_SIZE) -> np.ndarray:
-    """Bicubic upsampling with corner alignment, as SLAVC's test code.
-
-    Equal to F.interpolate(maps[:, None], size=(size, size), mode='bicubic',
-    align_corners=True)[:, 0] on the CPU (cubic convolution a = −0.75, source indices
-    clamped to the border; rows first, then columns, in float32 with torch's rounding):
-    bit for bit with the CPU build the tests run against. The reference ran on a GPU,
-    whose kernel may differ in the last bits.
-
-    Args:
-      maps: `[B, h, w]` or `[h, w]`.
-    Returns:
-      float32 of the same rank, `[..., size, size]`; a map already `size x size` comes
-      back unchanged (as a float32 copy).
-    """
-    maps = np.asarray(maps, dtype=_F32)
-    if maps.ndim not in (2, 3) or 0 in maps.shape:
-        raise ValueError(f"maps must be [B, h, w] or [h, w], got shape {maps.shape}")
-    if maps.shape[-2:] == (size, size):
-        return maps.copy()
-    if maps.ndim == 3 and len(maps) > _CHUNK:
-        return np.concatenate(
-            [upsample_bicubic(maps[i : i + _CHUNK], size) for i in range(0, len(maps), _CHUNK)]
-        )
-    ys, wy = _cubic_taps(maps.shape[-2], size)
-    xs, wx = _cubic_taps(maps.shape[-1], size)
-    wide = maps.astype(np.float64)
-    rows = _four_tap_sum([(wide[..., x], w) for x, w in zip(xs, wx)])  # [..., h, size]
-    rows = rows.astype(np.float64)
-    return _four_tap_sum([(rows[..., y, :], w[:, None]) for y, w in zip(ys, wy)])
 
 
 # --- scores --------------------------------------------------------------------------

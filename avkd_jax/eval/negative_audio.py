@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from avkd_jax.eval import protocol, registry
+from avkd_jax.eval.upsampling import upsample_half_pixel
 
 KINDS = ("silence", "noise", "offscreen")
 MAP_SIZE = protocol.GT_SIZE
@@ -212,37 +213,6 @@ def to_unit(scores) -> np.ndarray:
     EZ-VSL / SLAVC / FNAC models return and every threshold here applies to."""
     s = np.asarray(scores, dtype=np.float32)
     return (s + np.float32(1)) / np.float32(2)
-
-
-def _half_pixel(in_size: int, out_size: int):
-    """cv2 INTER_LINEAR's source taps along one axis: (i0, i1, frac) `[out]`."""
-    src = ((np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5).astype(
-        np.float32
-    )
-    i0 = np.floor(src).astype(np.int64)
-    frac = src - i0.astype(np.float32)
-    low, high = i0 < 0, i0 >= in_size - 1  # cv2 clamps to the border cell, weight 0
-    i0 = np.where(low, 0, np.where(high, in_size - 1, i0))
-    frac = np.where(low | high, np.float32(0), frac).astype(np.float32)
-    return i0, np.minimum(i0 + 1, in_size - 1), frac
-
-
-def upsample_half_pixel(maps, size: int = MAP_SIZE) -> np.ndarray:
-    """Bilinear upsampling as `cv2.resize(m, (size, size), interpolation=INTER_LINEAR)`:
-    half-pixel centres, border cells clamped, rows interpolated first; the reference
-    upsamples every negative map this way (and the positive one with corner alignment).
-
-    Args:
-      maps: [..., h, w].
-    Returns:
-      [..., size, size] float32.
-    """
-    m = np.asarray(maps, dtype=np.float32)
-    y0, y1, fy = _half_pixel(m.shape[-2], size)
-    x0, x1, fx = _half_pixel(m.shape[-1], size)
-    rows = m[..., x0] * (np.float32(1) - fx) + m[..., x1] * fx  # [..., h, size]
-    fy = fy[:, None]
-    return rows[..., y0, :] * (np.float32(1) - fy) + rows[..., y1, :] * fy
 
 
 def pia(unit_map, threshold) -> float:

@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from avkd_jax.eval import registry
+from avkd_jax.eval.upsampling import upsample_map  # noqa: F401  (part of this protocol)
 
 GT_SIZE = 224
 FLICKR_FRAME = 256  # Flickr-SoundNet annotations are pixel boxes in a 256 x 256 frame.
@@ -94,35 +95,6 @@ def normalize_map(m) -> np.ndarray:
     span = hi - lo
     safe = np.where(span > 0, span, 1)
     return np.where(span > 0, (m - lo) / safe, 0).astype(m.dtype)
-
-
-def _corner_aligned(in_size: int, out_size: int):
-    """Torch's align_corners=True source coordinates along one axis: (i0, i1, frac) `[out]`
-    with out[k] = (1 - frac[k]) * in[i0[k]] + frac[k] * in[i1[k]]."""
-    scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-    src = np.arange(out_size, dtype=np.float64) * scale
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    return i0, i1, (src - i0).astype(np.float32)
-
-
-def upsample_map(maps, size: int = GT_SIZE) -> np.ndarray:
-    """Bilinear upsampling with corner alignment, as EZ-VSL's test code.
-
-    Equal to F.interpolate(maps[:, None], size=(size, size), mode='bilinear',
-    align_corners=True)[:, 0], and bit for bit to `losses.resize_bilinear` on the CPU.
-
-    Args:
-      maps: [B, h, w] (7 x 7 similarity or object maps).
-    Returns:
-      [B, size, size] numpy float32.
-    """
-    maps = np.asarray(maps, dtype=np.float32)
-    y0, y1, fy = _corner_aligned(maps.shape[-2], size)
-    x0, x1, fx = _corner_aligned(maps.shape[-1], size)
-    fy = fy[:, None]
-    rows = maps[..., y0, :] * (1 - fy) + maps[..., y1, :] * fy  # [B, size, w]
-    return rows[..., x0] * (1 - fx) + rows[..., x1] * fx
 
 
 def sample_ciou(pred, gt) -> float:
