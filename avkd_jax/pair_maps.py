@@ -10,7 +10,7 @@ picture and clip b's sound, each found under `--media_root` as the dataset build
 them (`raw_examples.locate`: frames/<id>.jpg or video/<id>.mp4 at the test csv's keyframe;
 audio/<id>.wav|flac or the video's sound). IS3 reads `images/<stem>.jpg` and
 `audio_waw/<stem>.wav` (or `audio_wav/`). Negative audio adds `<id>__silence` (zeros),
-`<id>__noise` (`negative_audio.noise` seeded by the crc32 of the id, as `--mode=eval`) and
+`<id>__noise` (`negative_audio.image_noise`, as `--mode=eval`) and
 one off-screen `<id>__<audio id>` per image (`negative_audio.pick_offscreen`: VGG-SS by
 the classes of vggss.json; Flickr, which has no classes, with each clip its own class, so
 any other test clip). Inputs go through exactly what `localize` / evaluation do.
@@ -22,7 +22,6 @@ import concurrent.futures
 import dataclasses
 import os
 import sys
-import zlib
 
 import numpy as np
 from absl import app, flags
@@ -157,9 +156,8 @@ class Media:
         """`[N]` float32 PCM at int16 scale: `sound`'s clip, or SILENCE / NOISE for `image`."""
         if sound == SILENCE:
             return negative_audio.silence(self.num_samples)
-        if sound == NOISE:  # Seeded as `--mode=eval` seeds it: the same noise per image.
-            seed = zlib.crc32(image.encode())
-            return negative_audio.noise(self.num_samples, seed) * np.float32(audio.PCM_SCALE)
+        if sound == NOISE:
+            return negative_audio.image_noise(image, self.num_samples) * np.float32(audio.PCM_SCALE)
         path = self._path(sound, "audio")
         if path.lower().endswith(flickr_layout.VIDEO_EXTENSIONS):
             pcm = video_lib.load_video_audio(

@@ -27,7 +27,6 @@ import numpy as np
 from avkd_jax.eval import diagnostics, protocol, registry
 
 GT_SIZE = 224
-AUC_STEPS = 21
 PASS_IOU = 0.5
 INSTANCES_PER_SCENE = 2
 _ENTRY_KEYS = ("image", "audio", "gt_box")
@@ -246,7 +245,7 @@ def score_instance(scores, box) -> tuple[float, float]:
 def thresholds() -> list:
     """The AUC thresholds, the floats 0.05 * i for i = 0..20 (0.05 * 6 is
     0.30000000000000004, so an IoU of exactly 0.3 fails it, as in the reference)."""
-    return [0.05 * i for i in range(AUC_STEPS)]
+    return list(protocol.THRESHOLDS)
 
 
 def scene_success_curve(scene_ious: Mapping[str, Sequence[float]]) -> list:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import zlib
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -31,7 +32,6 @@ KINDS = ("silence", "noise", "offscreen")
 MAP_SIZE = protocol.GT_SIZE
 # eval.py's --threshold (default 0.5, and eval_models.sh passes 0.5): (S + 1) / 2 > 0.5 is S > 0.
 PIA_THRESHOLD = 0.5
-CURVE_STEPS = 21
 CALIBRATED = ("max", "max10", "maxq3")
 # eval.py::main hard-codes these per-model thresholds (in each model's own map space); their
 # derivation is not in the code. max10 is 1.1 * max. They belong to those checkpoints.
@@ -74,6 +74,12 @@ def noise(num_samples: int, rng) -> np.ndarray:
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be an int seed or a numpy Generator, got {rng!r}")
     return rng.normal(0.0, 1.0, n).astype(np.float32)
+
+
+def image_noise(image_id: str, num_samples: int) -> np.ndarray:
+    """`noise` seeded by the crc32 of `image_id`: the same noise clip for an image in
+    `--mode=eval` and `pair_maps`, whatever else is evaluated. `[num_samples]` float32."""
+    return noise(num_samples, zlib.crc32(image_id.encode()))
 
 
 def _count(n, field):
@@ -237,7 +243,7 @@ def pia_curve(pias: Sequence[float]) -> tuple:
     p = np.asarray(pias, dtype=np.float64).ravel()
     if p.size == 0:
         raise ValueError("pia_curve needs at least one pIA")
-    thresholds = [0.05 * i for i in range(CURVE_STEPS)]  # 0.05 * 3 = 0.15000000000000002
+    thresholds = list(protocol.THRESHOLDS)
     return thresholds, [float(np.sum(p <= t) / p.size) for t in thresholds]
 
 

@@ -19,6 +19,9 @@ from avkd_jax.eval.upsampling import upsample_map  # noqa: F401  (part of this p
 GT_SIZE = 224
 FLICKR_FRAME = 256  # Flickr-SoundNet annotations are pixel boxes in a 256 x 256 frame.
 AUC_STEPS = 21
+# The success curves' thresholds 0.05 * i, not linspace: 0.05 * 3 = 0.15000000000000002, and
+# a value of exactly 0.15 must fall on the same side of it as in the reference code.
+THRESHOLDS = tuple(0.05 * i for i in range(AUC_STEPS))
 
 
 def _check_box(box, fmt: str) -> list:
@@ -126,9 +129,7 @@ def success_curve(cious: Sequence[float]) -> tuple[list, list]:
     """The protocol's success-rate curve: thresholds t = 0.05 * i (i = 0..20) and the
     fraction of samples with cIoU >= t; its trapezoid area is the AUC."""
     c = np.asarray(cious, dtype=np.float64).ravel()
-    # 0.05 * i, not linspace: 0.05 * 3 = 0.15000000000000002, and a cIoU of exactly 0.15
-    # must fall on the same side of it as in the reference.
-    thresholds = [0.05 * i for i in range(AUC_STEPS)]
+    thresholds = list(THRESHOLDS)
     return thresholds, [float(np.sum(c >= t) / c.size) for t in thresholds]
 
 

@@ -4,8 +4,6 @@ image does not hold."""
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 
 from avkd_jax import audio, input_pipeline
@@ -33,8 +31,7 @@ def add_negative_maps(maps_fn, variants, data_sharding, batch, image, out) -> No
         "offscreen": pcm.astype(np.float32),
     }
     for r, i in zip(rows, batch.ids):
-        seed = zlib.crc32(i.encode())
-        sounds["noise"][r] = negative_audio.noise(pcm.shape[1], seed) * audio.PCM_SCALE
+        sounds["noise"][r] = negative_audio.image_noise(i, pcm.shape[1]) * audio.PCM_SCALE
     for r, j in zip(rows, partner):
         if j >= 0:
             sounds["offscreen"][r] = pcm[j]
