@@ -9,10 +9,7 @@ def _runtime(c: ml_collections.ConfigDict) -> None:
     # Appended to $XLA_FLAGS by `python -m avkd_jax.main` before JAX starts its backends
     # (a flag already in $XLA_FLAGS wins); the GPU backend ignores it. YNNPACK for dots
     # and reductions only: its default list also takes the convolutions, whose weight
-    # gradients it runs at 12–42 GFLOP/s, and XLA's own run them 3–5× faster; on the
-    # 2-core CPU here the paper-shape step went 3.17 → 4.92 samples/s (BENCHMARKS.md).
-    # (`--xla_cpu_experimental_onednn_custom_call=true`, once listed here, changes
-    # nothing in this jaxlib: the compiled program is the same byte for byte.)
+    # gradients XLA's own kernels run faster.
     c.xla_flags = "--xla_cpu_experimental_ynn_fusion_type=dot,reduce"
 
 
@@ -67,10 +64,8 @@ def _model(c: ml_collections.ConfigDict) -> None:
     c.model.width = 1.0  # Channel multiplier of both ResNet18s (1.0 = the paper's).
     c.model.embed_dim = 2048
     # Compute dtype of the students (parameters, BatchNorm statistics, Adam and the losses
-    # stay float32). bfloat16: on the 2-core CPU here, with the convolutions in oneDNN,
-    # the paper-shape train step runs 1.5× as fast as in float32 (7.32 against 4.75
-    # samples/s, 1.58× PyTorch's float32 step), and the synthetic demo's results do not drop
-    # (BENCHMARKS.md); on GPUs it is the usual choice. 'float32': the authors' arithmetic
+    # stay float32). bfloat16: faster on CPUs with bfloat16 dot products and on GPUs, and
+    # the synthetic demo's results do not drop. 'float32': the authors' arithmetic
     # (`--mode=import` always evaluates their weights in float32).
     c.model.dtype = "bfloat16"
     # "auto": the CPU kernels (avkd_jax/cpu_kernels: oneDNN convolutions, hand-written

@@ -22,9 +22,8 @@ def get_config():
     # 2-core budget: quarter-width ResNet18s on 160² images (a 5×5 map) and 1.5 s of
     # audio (257×119 spectrogram). The embedding keeps the paper's 2048 so the teachers'
     # hints have the real teachers' shapes (a 2048-d audio embedding, a 25×25 visual map).
-    # 160² rather than 112² (4×4) costs little, as the audio student dominates the step
-    # (45 vs 50 samples/s), and halves the maps peaking on a border cell (with the cosine
-    # decay: 16 % vs 32 %; BENCHMARKS.md).
+    # 160² rather than 112² (4×4) costs little, as the audio student dominates the step,
+    # and fewer maps peak on a border cell.
     c.image_size = 160
     c.resize_size = 176  # 246/224 of the image size, as the paper's 246 → 224 crop.
     c.audio_seconds = 1.5
@@ -43,11 +42,11 @@ def get_config():
 
     c.batch_size = 32
     c.num_epochs = 10
-    # 10× the paper's 1e-4: with 930 steps instead of the paper's ~100 epochs of 10k
-    # clips, 1e-4 leaves the contrastive loss at chance (BENCHMARKS.md, demo settings).
+    # 10× the paper's 1e-4: in 930 steps instead of the paper's ~100 epochs of 10k clips,
+    # 1e-4 leaves the contrastive loss at chance.
     c.learning_rate = 1e-3
-    # Decayed to 0 along a half cosine: cIoU / AUC 83.4 / 61.82 (constant: 82.4 / 60.78),
-    # border peaks 16 % (18 %); a peak of 2e-3 did worse (77.8 / 58.49; BENCHMARKS.md).
+    # Decayed to 0 along a half cosine: a better cIoU / AUC and fewer border peaks than a
+    # constant rate or a higher peak.
     c.lr_schedule = "cosine"
     c.shuffle_buffer = 3000
     c.log_every_steps = 20

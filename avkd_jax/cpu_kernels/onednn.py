@@ -2,8 +2,8 @@
 first use and called as XLA FFI custom calls, with their gradient.
 
 XLA:CPU computes a convolution as Eigen's im2col + GEMM, and has no fast bfloat16 one;
-oneDNN, which PyTorch calls for the same work, has direct kernels in float32 and bfloat16
-(BENCHMARKS.md). The library comes from the `onednn-cpu-gomp` wheels of the `cpu` extra
+oneDNN, which PyTorch calls for the same work, has direct kernels in float32 and bfloat16.
+The library comes from the `onednn-cpu-gomp` wheels of the `cpu` extra
 (`pip install -e '.[cpu]'`, x86-64 Linux); the 200-line C++ file is compiled with the
 machine's C++ compiler into a cache folder (`$AVKD_JAX_CACHE`, else `~/.cache/avkd_jax`),
 once per source, JAX version and environment. Where any of that is missing,

@@ -55,9 +55,7 @@ def peak_object(pred, boxes_xyxy) -> int:
     A model's map is passed on its own h×w grid, not as the protocol's 224² upsampling:
     the protocol's corner-aligned resize draws the border cells' values on the image's
     outermost pixels, half a cell outward of the centre of what their features see, so a
-    peak on a border cell whose centre lies in the object would read as a peak beside it
-    (on the demo, 29 % of the swapped maps read that way peak on no object, 98 % of them
-    on a border cell; BENCHMARKS.md).
+    peak on a border cell whose centre lies in the object would read as a peak beside it.
 
     Args:
       pred: `[h, w]` map: a model's grid, or a 224² map (fusions, baselines).

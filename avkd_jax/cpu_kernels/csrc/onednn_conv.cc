@@ -5,7 +5,7 @@
 // matrices of the late ones. oneDNN (the library PyTorch calls for the same work) has
 // direct kernels. Activations stay NHWC and weights HWIO, as JAX holds them; the kernel
 // gets the NHWC activations as they are and the weights reordered into the blocked layout
-// it asks for (BENCHMARKS.md: letting it block the activations too was slower).
+// it asks for (blocking the activations too costs a reorder each way per call).
 //
 // Three targets, float32 or bfloat16 throughout, stride and padding as attributes:
 //   avkd_conv_fwd          x [N, H, W, C],   w [KH, KW, C, O] → y  [N, Ho, Wo, O]
