@@ -17,6 +17,11 @@ training saves a checkpoint and exits with status 75; the same command resumes.
 import os
 import sys
 
+from avkd_jax import terminal
+
+with terminal.holding_native_stderr():
+    import tensorflow  # noqa: F401 -- its C++ notices at import go to the log file.
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -53,6 +58,13 @@ flags.DEFINE_integer("process_id", None, "This process, 0 … num_processes − 
 flags.DEFINE_list(
     "local_device_ids", None, "This process's devices, e.g. 0,1 ($JAX_LOCAL_DEVICE_IDS)."
 )
+flags.DEFINE_enum(
+    "log_level",
+    "WARNING",
+    ["DEBUG", "INFO", "WARNING", "ERROR"],
+    "Other libraries' log messages show on the terminal from this level up (INFO: all of "
+    "them); ours always show. <workdir>/log.txt keeps everything at INFO and up.",
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -68,10 +80,17 @@ def main(argv):
     if not FLAGS.workdir and FLAGS.mode != "prepare":
         raise app.UsageError(f"--workdir is required with --mode={FLAGS.mode}.")
     kwargs = runtime.initialize_kwargs(FLAGS, os.environ)
+    terminal.setup(FLAGS.log_level)
     if kwargs is not None:
         # Before anything touches a device: JAX then sees every process's devices.
         jax.distributed.initialize(**kwargs)
-    logging.info("JAX devices: %s (%d processes)", jax.devices(), jax.process_count())
+    terminal.attach_log_file(FLAGS.workdir, jax.process_index())
+    logging.info(
+        "JAX devices: %s (%d processes)",
+        jax.devices(),
+        jax.process_count(),
+        extra=terminal.FILE_ONLY,
+    )
     try:
         run_mode(config)
     except CheckpointRestoreError as e:

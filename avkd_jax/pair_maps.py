@@ -26,7 +26,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from avkd_jax import audio, localize
+from avkd_jax import audio, localize, terminal
 from avkd_jax.datasets import flickr_layout, media, raw_examples, vggss_annotations
 from avkd_jax.datasets import video as video_lib
 from avkd_jax.errors import MediaError
@@ -244,9 +244,7 @@ def compute_maps(
 
     bar = None
     if progress:
-        from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-
-        bar = tqdm(total=len(pairs), unit="pair", file=sys.stderr)
+        bar = terminal.progress_bar(total=len(pairs), unit="pair")
     for item in _read_ahead(reader, _groups(pairs), workers):
         if bar is not None:
             bar.update(1)

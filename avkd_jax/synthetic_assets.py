@@ -12,12 +12,11 @@ names the commands).
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import sys
 
 import jax
-from absl import logging
+
+from avkd_jax import terminal
 
 # The value of a config's weights field that names the synthetic world's stand-in for
 # ImageNet: a ResNet18 of the student's layout pretrained on the world's labelled single
@@ -45,8 +44,7 @@ def teacher_weights_path(builder) -> str:
 
 def run(cmd: list[str]) -> None:
     """Runs a command of the PyTorch side (which this process never imports)."""
-    logging.info("Running %s", shlex.join(cmd))
-    subprocess.run(cmd, check=True)
+    terminal.run_child(cmd)
 
 
 def _sync(name: str) -> None:

@@ -7,6 +7,7 @@ the dataset and its assets `prepare`'s and `synthetic_assets`', preemption `pree
 import dataclasses
 import functools
 import os
+import sys
 import time
 
 import jax
@@ -16,6 +17,7 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers, periodic_actions
+from tqdm import tqdm
 
 from avkd_jax import (
     checkpoints,
@@ -28,6 +30,7 @@ from avkd_jax import (
     sharding,
     synthetic_assets,
     teacher_hints,
+    terminal,
 )
 from avkd_jax.checkpoints import checkpoint_manager, save_config
 from avkd_jax.errors import NonFiniteLossError
@@ -121,12 +124,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state = restore_or_init(model, config, mesh, manager, rng, init_npz, resume=True)
         step = int(state["step"])
         logging.info(
-            "%d train examples, %d steps per epoch, %d steps; starting at %d",
+            "Training on %s: %d examples, %d steps per epoch, %d steps%s.",
+            _devices_text(),
             builder.info.splits[config.train_split].num_examples,
             steps_per_epoch,
             total_steps,
-            step,
+            f", resuming at step {step}" if step else "",
         )
+        progress = terminal.TrainProgress(total_steps, step, config.batch_size, jax.process_index())
         epochs = _Epochs(
             config,
             builder,
@@ -136,7 +141,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             compile_train_step(model, config, mesh, total_steps),
             sharding.batch_sharded(mesh),
             manager,
-            _TrainMetrics(writer, config, step),
+            _TrainMetrics(writer, config, step, progress),
             sigterm,
             total_steps,
         )
@@ -146,16 +151,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if every and ((epoch + 1) % every == 0 or epoch + 1 == config.num_epochs):
                 epochs.metrics.flush()
                 final = epoch + 1 == config.num_epochs
+                if final:
+                    progress.close()
                 results = evaluate_and_report(
                     model, state, eval_sets, config, mesh, workdir, baselines=final
                 )
                 _write_eval_scalars(writer, step, results)
         epochs.metrics.flush()
+        progress.close()
         if not results and config.eval_every_epochs:  # Already trained: report it again.
             logging.info("%s is already trained to step %d: evaluating it.", workdir, step)
             results = evaluate_and_report(model, state, eval_sets, config, mesh, workdir)
     writer.flush()
+    if jax.process_index() == 0:
+        log_file = terminal.log_path(workdir)
+        if results:
+            logging.info("%s", reports.files_note(workdir, log_file))
+        else:
+            logging.info("Checkpoints in %s, log %s.", manager.directory, log_file)
     return results
+
+
+def _devices_text() -> str:
+    n, kind = jax.device_count(), jax.devices()[0].platform.upper()
+    processes = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    return f"{n} {kind} device{'s' if n > 1 else ''}{processes}"
 
 
 def _mesh(config) -> jax.sharding.Mesh:
@@ -174,6 +194,7 @@ def _mesh(config) -> jax.sharding.Mesh:
         jax.device_count(),
         list(input_pipeline.process_groups(groups)),
         groups,
+        extra=terminal.FILE_ONLY if jax.process_count() == 1 else None,
     )
     return sharding.create_mesh()
 
@@ -197,7 +218,13 @@ def _hint_sources(builder, config) -> list:
     sources = teacher_hints.hint_sources(builder, config, config.train_split)
     teacher_hints.check_counts(builder, config.train_split, sources)
     for source in sources:
-        logging.info("Hints %s from teacher %s (%s)", source.names, source.teacher, source.spec)
+        logging.info(
+            "Hints %s from teacher %s (%s)",
+            source.names,
+            source.teacher,
+            source.spec,
+            extra=terminal.FILE_ONLY,
+        )
     return sources
 
 
@@ -228,10 +255,11 @@ def _write_eval_scalars(writer, step, results) -> None:
 
 class _TrainMetrics:
     """Each step's metrics: the loss checked one step late (read while the next step runs,
-    so the device never waits for the host), written every config.log_every_steps."""
+    so the device never waits for the host) and shown by `progress`, written every
+    config.log_every_steps."""
 
-    def __init__(self, writer, config, step: int):
-        self.writer, self.batch_size = writer, config.batch_size
+    def __init__(self, writer, config, step: int, progress: terminal.TrainProgress):
+        self.writer, self.batch_size, self.progress = writer, config.batch_size, progress
         self._pending = None
         self._since = (step, time.monotonic())  # Where the next throughput counts from.
         self._log = periodic_actions.PeriodicCallback(
@@ -255,6 +283,7 @@ class _TrainMetrics:
                 f"{ {k: float(v) for k, v in metrics.items()} }). The last good checkpoint is "
                 "kept; lower config.learning_rate or check the input data."
             )
+        self.progress.update(step, loss)
         self._log(step, metrics=metrics)
 
     def _write(self, step, t, metrics):
@@ -290,7 +319,6 @@ class _Epochs:
             on_steps=[self.total_steps],
             callback_fn=self._save,
         )
-        self.progress = periodic_actions.ReportProgress(num_train_steps=self.total_steps)
 
     def run(self, epoch: int, state: dict, step: int) -> tuple[dict, int]:
         """Trains epoch `epoch` from `step` (resumed mid-epoch: the steps taken skipped).
@@ -309,7 +337,6 @@ class _Epochs:
             state, metrics = self.step_fn(state, batch)
             step += 1
             self.metrics.push(step, metrics)
-            self.progress(step)
             # Every process asks at every step: with several, JAX's preemption service
             # makes them agree on the step to stop at.
             preempted = self.manager.reached_preemption(step) or self.sigterm_received()
@@ -354,7 +381,8 @@ def evaluate_and_report(model, state, eval_sets, config, mesh, workdir, baseline
     evaluated = evaluator.evaluate_sets(model, variants, eval_sets, config, mesh, baselines)
     results, text = reports.write_all(workdir, evaluated, int(state["step"]))
     if jax.process_index() == 0:
-        print(text, flush=True)
+        tqdm.write(text, file=sys.stdout)  # Above a progress bar, should one be drawn.
+        sys.stdout.flush()
     return results
 
 

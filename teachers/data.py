@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from avkd_jax import files
 from avkd_jax.errors import DatasetError
 
 # The teachers run on PyTorch; TensorFlow only reads files and must leave the GPU alone.
@@ -102,7 +103,7 @@ def shard_batches(builder, shard: str, batch_size: int, keys=("image", "audio"))
         return {k: ex[k] for k in ("id", *keys)}
 
     names = ("id", *keys)
-    ds = tf.data.TFRecordDataset(shard).map(decode)
+    ds = files.tfrecords(shard).map(decode)
     batch = {k: [] for k in names}
     for ex in ds.as_numpy_iterator():
         for k, values in batch.items():

@@ -146,7 +146,7 @@ def _compute_missing(
 ):
     """Runs the teacher over the data shards in `todo` (pairs of data shard, hint shard);
     returns (the spec, the examples computed)."""
-    from tqdm import tqdm
+    from avkd_jax import terminal
 
     teacher = load_teacher()
     wanted = hint_shards.HintSpec(name, teacher.shapes, teacher.source, total)
@@ -155,7 +155,9 @@ def _compute_missing(
     hint_shards.write_spec(partial_file, wanted)  # Pins the teacher until the split is done.
     rate = data.sample_rate(builder) if "audio" in teacher.inputs else 0
     computed = 0
-    with tqdm(total=pending, desc=f"{name} hints", unit="sample", disable=not progress) as bar:
+    with terminal.progress_bar(
+        total=pending, desc=f"{name} hints", unit="sample", disable=not progress
+    ) as bar:
         for data_shard, out in todo:
             computed += write_hint_shard(
                 builder,

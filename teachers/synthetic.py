@@ -168,7 +168,7 @@ def visual_hint_from_logits(logits: torch.Tensor, threshold: float = THRESHOLD) 
 
 def _train(model, inputs, targets, loss_fn, steps, batch_size, lr, seed, desc, progress):
     """Adam with a cosine schedule over `steps` batches drawn by a seeded permutation."""
-    from tqdm import tqdm
+    from avkd_jax import terminal
 
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -176,7 +176,7 @@ def _train(model, inputs, targets, loss_fn, steps, batch_size, lr, seed, desc, p
     model.train()
     order = torch.randperm(len(inputs), generator=gen)
     pos = 0
-    with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
+    with terminal.progress_bar(total=steps, desc=desc, disable=not progress, leave=False) as bar:
         for _ in range(steps):
             if pos + batch_size > len(order):
                 order, pos = torch.randperm(len(inputs), generator=gen), 0

@@ -127,7 +127,7 @@ def map_chunks(make, tasks: list, workers=None, progress=False, desc=None) -> li
     `make` must be a module-level function (spawned workers import it by name). The results
     are in the order of `tasks`, whatever the number of workers.
     """
-    from tqdm import tqdm
+    from avkd_jax import terminal
 
     workers = common.available_cores() if workers is None else workers
     with contextlib.ExitStack() as stack:
@@ -138,7 +138,15 @@ def map_chunks(make, tasks: list, workers=None, progress=False, desc=None) -> li
             ctx = multiprocessing.get_context("spawn")
             pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx)
             results = stack.enter_context(pool).map(make, tasks)
-        return list(tqdm(results, total=len(tasks), desc=desc, disable=not progress, leave=False))
+        return list(
+            terminal.progress_bar(
+                results,
+                total=len(tasks),
+                desc=desc,
+                disable=not progress,
+                leave=False,
+            )
+        )
 
 
 def generate(kind: str, stream: str, count: int, seed: int, seconds=1.5, workers=None):

@@ -148,14 +148,17 @@ def augment(images: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tens
 
 def _train(model, images, classes, hp, seed, progress):
     """Adam at a constant rate over `steps` batches drawn by a seeded permutation."""
-    from tqdm import tqdm
+    from avkd_jax import terminal
 
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=hp["learning_rate"])
     model.train()
     order, pos = torch.randperm(len(images), generator=gen), 0
-    with tqdm(
-        total=hp["steps"], desc="ResNet18 pretraining", disable=not progress, leave=False
+    with terminal.progress_bar(
+        total=hp["steps"],
+        desc="ResNet18 pretraining",
+        disable=not progress,
+        leave=False,
     ) as bar:
         for _ in range(hp["steps"]):
             if pos + hp["batch_size"] > len(order):

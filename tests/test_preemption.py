@@ -9,6 +9,7 @@ the steps already taken, so every step sees the batch it would have seen: the lo
 the final parameters are those of the uninterrupted run bit for bit.
 """
 
+import os
 import signal
 
 import numpy as np
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.slow
 def test_sigterm_and_kill_resume_to_the_uninterrupted_parameters(tmp_path_factory, tmp_path):
     config_file, cache = main_runs.four_shard_world(tmp_path_factory)
     straight = str(tmp_path / "straight")
-    assert main_runs.Run(config_file, cache, straight).finish() == [0]
+    run = main_runs.Run(config_file, cache, straight, log_level=None)
+    assert run.finish() == [0], run.tail()
+    _check_quiet_terminal(run.log(), os.path.join(straight, "log.txt"))
 
     stopped = str(tmp_path / "stopped")
     run = main_runs.Run(config_file, cache, stopped)
@@ -53,3 +56,23 @@ def test_sigterm_and_kill_resume_to_the_uninterrupted_parameters(tmp_path_factor
     assert step == 12
     for a, b in zip(params_a, params_b, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _check_quiet_terminal(shown: str, log_file: str) -> None:
+    """By default the terminal has our lines only (a plain progress line per step here, as
+    12 steps make tenths of one step, and one per checkpoint); log.txt has every library's."""
+    lines = shown.splitlines()
+    progress = [line for line in lines if line.startswith("step ")]
+    assert [p.split(":")[0] for p in progress] == [
+        f"step {s}/12 ({100 * s / 12:.0f}%)" for s in range(1, 13)
+    ]
+    assert all(", ETA " in p and " samples/s" in p for p in progress)
+    saved = [line for line in lines if line.startswith("Saved checkpoint step")]
+    assert [int(line.split()[3]) for line in saved] == [4, 8, 12]
+    assert len(lines) - len(progress) - len(saved) <= 4, shown  # Start, random weights, files.
+    for library in ("orbax", "checkpoint_manager", "logging_writer", "port.cc", "libtpu"):
+        assert library not in shown, library
+    kept = open(log_file).read()
+    for library in ("checkpoint_manager.py", "logging_writer.py:48] [12] train/", "port.cc"):
+        assert library in kept, library
+    assert "Saved checkpoint step 12" in kept and "step 12/12" not in kept

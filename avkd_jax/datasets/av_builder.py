@@ -147,6 +147,17 @@ def read_skipped(data_dir: str, split: str) -> list[tuple[str, str, str, str]] |
     return [tuple((line.split("\t") + [""] * 4)[:4]) for line in lines if line]
 
 
+class LoggedPrepare:
+    """A TFDS builder whose "Downloading and preparing" notices go to the log as ours, in
+    words that fit a build from local files (TFDS prints them in bold on stdout)."""
+
+    def _log_download_bytes(self) -> None:
+        logging.info("Building %s in %s ...", self.name, self.data_dir)
+
+    def _log_download_done(self) -> None:
+        logging.info("Built %s in %s.", self.name, self.data_dir)
+
+
 @dataclasses.dataclass
 class RawAvConfig(tfds.core.BuilderConfig):
     """A real dataset's config: which raw splits (`sources.DatasetSource`) and the PCM."""
@@ -174,7 +185,7 @@ def make_config(source: sources.DatasetSource, sample_rate=22050, audio_seconds=
     )
 
 
-class RawAvBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class RawAvBuilder(LoggedPrepare, tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """A real dataset from a researcher's disk (`manual_dir`): train and/or test split."""
 
     VERSION = tfds.core.Version("1.0.0")

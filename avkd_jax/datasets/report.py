@@ -17,11 +17,10 @@ from __future__ import annotations
 import collections
 import os
 
-import tqdm
 from absl import app, flags
 from ml_collections import config_flags
 
-from avkd_jax import errors, files
+from avkd_jax import errors, files, terminal
 from avkd_jax.datasets import av_builder, flickr_layout, overlap, raw_examples, sources
 
 FLAGS = flags.FLAGS
@@ -50,7 +49,9 @@ def scan_split(source: sources.SplitSource, sample_rate, audio_seconds, decode=T
     """
     tasks, prefailed, notes = sources.split_tasks(source, sample_rate, audio_seconds)
     missing, present = [], []
-    for task in tqdm.tqdm(tasks, desc=f"{source.split}: looking for files", unit="clip"):
+    for task in terminal.progress_bar(
+        tasks, desc=f"{source.split}: looking for files", unit="clip"
+    ):
         gaps = raw_examples.missing_files(task)
         if gaps:
             missing += [(task.example_id, path, reason) for path, reason in gaps]
@@ -62,7 +63,7 @@ def scan_split(source: sources.SplitSource, sample_rate, audio_seconds, decode=T
         results = raw_examples.read_many(
             present, raw_examples.default_workers(workers, len(present))
         )
-        for task, result in tqdm.tqdm(
+        for task, result in terminal.progress_bar(
             results, total=len(present), desc=f"{source.split}: decoding", unit="clip"
         ):
             if isinstance(result, errors.MediaError):

@@ -12,12 +12,12 @@ import dataclasses
 import functools
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from avkd_jax import terminal
 from avkd_jax.datasets import av_builder, flickr_layout, media, raw_examples, synthetic_world
 
 
@@ -51,7 +51,7 @@ def box_to_bbox(box, frame=256.0):
     return tfds.features.BBox(ymin=ymin, xmin=xmin, ymax=ymax, xmax=xmax)
 
 
-class SyntheticAv(tfds.core.GeneratorBasedBuilder):
+class SyntheticAv(av_builder.LoggedPrepare, tfds.core.GeneratorBasedBuilder):
     """Procedural scenes: one sounding object, 0–2 silent distractors, boxes as Flickr's."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -99,7 +99,7 @@ class SyntheticAv(tfds.core.GeneratorBasedBuilder):
         root = self.raw_dir()
         # In a child process: its worker pool must not start from (or re-import) a process
         # that holds TensorFlow's threads or an unguarded __main__.
-        subprocess.run(
+        terminal.run_child(
             [
                 sys.executable,
                 "-m",
@@ -109,8 +109,7 @@ class SyntheticAv(tfds.core.GeneratorBasedBuilder):
                 f"--num_test={cfg.num_test}",
                 f"--seed={cfg.world_seed}",
                 f"--sample_rate={cfg.sample_rate}",
-            ],
-            check=True,
+            ]
         )
         return {
             "train": self._generate_examples(root, "train"),

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from avkd_jax import input_pipeline, sharding, teacher_hints
+from avkd_jax import input_pipeline, sharding, teacher_hints, terminal
 from avkd_jax.datasets import hint_shards
 
 # Imported for their registered protocols too.
@@ -453,7 +453,8 @@ def evaluate_sets(model, variants, eval_sets, config, mesh, baselines=False) -> 
             if why:
                 skipped[OG_DETR] = why
         for variant, why in skipped.items():
-            logging.warning("%s on %s skipped: %s", variant, name, why)
+            # The results table lists it under "Not evaluated".
+            logging.info("%s on %s skipped: %s", variant, name, why, extra=terminal.FILE_ONLY)
         result = evaluate_split_details(
             model,
             variants,

@@ -62,14 +62,9 @@ def peak_histogram_text(hist) -> str:
     return "\n".join(" ".join(f"{c:4d}" for c in row) for row in hist)
 
 
-def write_results(workdir: str, sets: dict, step: int) -> str:
-    """Writes `results.json` (`{"step", "sets": {set: {variant: summary, 'skipped':
-    {variant: reason}}}}`) and `results.md` (one section per set, the reasons for skipped
-    variants under its table) in `workdir`; returns the Markdown text.
-
-    Args:
-      sets: evaluation set name (e.g. 'flickr_test') → `evaluate_split`'s results.
-    """
+def results_markdown(sets: dict, step: int, peak_grids: bool = True) -> str:
+    """The Markdown of `sets` (set name → `evaluate_split`'s results): one table per set,
+    the reasons for skipped variants under it, and (`peak_grids`) where the maps peak."""
     lines = [f"# Evaluation at step {step}"]
     for set_name, results in sets.items():
         lines += ["", f"## {set_name}", "", results_table(results)]
@@ -78,7 +73,7 @@ def write_results(workdir: str, sets: dict, step: int) -> str:
             lines += ["", "Not evaluated:", ""]
             lines += [f"- {variant}: {why}" for variant, why in skipped.items()]
         for name, r in results.items():
-            if name != SKIPPED and "peak_hist" in r:
+            if peak_grids and name != SKIPPED and "peak_hist" in r:
                 lines += [
                     "",
                     f"Map peaks of {name} over the {len(r['peak_hist'])}×"
@@ -88,7 +83,18 @@ def write_results(workdir: str, sets: dict, step: int) -> str:
                     peak_histogram_text(r["peak_hist"]),
                     "```",
                 ]
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def write_results(workdir: str, sets: dict, step: int) -> str:
+    """Writes `results.json` (`{"step", "sets": {set: {variant: summary, 'skipped':
+    {variant: reason}}}}`) and `results.md` (`results_markdown`) in `workdir`; returns the
+    Markdown text.
+
+    Args:
+      sets: evaluation set name (e.g. 'flickr_test') → `evaluate_split`'s results.
+    """
+    text = results_markdown(sets, step)
     if jax.process_index() == 0:
         files.write_text(
             os.path.join(workdir, "results.json"),
@@ -96,6 +102,15 @@ def write_results(workdir: str, sets: dict, step: int) -> str:
         )
         files.write_text(os.path.join(workdir, "results.md"), text)
     return text
+
+
+def files_note(workdir: str, log_file: str | None = None) -> str:
+    """Where a run's results went, in a line for the terminal."""
+    where = [f"results {os.path.join(workdir, 'results.md')} (.json, cious.json)"]
+    where.append(f"pictures {os.path.join(workdir, 'pictures')}{os.sep}")
+    if log_file:
+        where.append(f"log {log_file}")
+    return "Wrote " + ", ".join(where) + "."
 
 
 def write_cious(workdir: str, sets: dict, step: int) -> str:
@@ -125,9 +140,10 @@ def maps_path(workdir: str, set_name: str) -> str:
 def write_all(workdir: str, evaluated: dict, step: int) -> tuple[dict, str]:
     """results.{json,md}, cious.json, <workdir>/pictures/ and (`config.save_maps`)
     <workdir>/maps/ of `evaluated` (set name → `SplitEval`); returns (set → variant →
-    summary, the Markdown text)."""
+    summary, the Markdown for the terminal: results.md without its peak grids)."""
     results = {name: e.results for name, e in evaluated.items()}
-    text = write_results(workdir, results, step)
+    write_results(workdir, results, step)
+    text = results_markdown(results, step, peak_grids=False)
     write_cious(workdir, evaluated, step)
     if jax.process_index() == 0:
         for name, e in evaluated.items():

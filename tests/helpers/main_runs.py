@@ -66,11 +66,21 @@ def free_port() -> int:
 
 
 class Run:
-    """The processes of one training run, each logging to `<workdir>.<run>.<process>.log`."""
+    """The processes of one training run, each one's terminal saved in
+    `<workdir>.<run>.<process>.log` (`log_level`: main's --log_level; None: its default)."""
 
     _count = 0
 
-    def __init__(self, config_file, cache_dir, workdir, processes=1, devices=4, distributed=None):
+    def __init__(
+        self,
+        config_file,
+        cache_dir,
+        workdir,
+        processes=1,
+        devices=4,
+        distributed=None,
+        log_level="INFO",
+    ):
         self.workdir = str(workdir)
         env = dict(
             os.environ,
@@ -88,8 +98,9 @@ class Run:
             "avkd_jax.main",
             f"--config={config_file}",
             f"--workdir={self.workdir}",
-            "--alsologtostderr",
         ]
+        if log_level:  # Every library's INFO lines too, on every process: the markers.
+            command.append(f"--log_level={log_level}")
         distributed = processes > 1 if distributed is None else distributed
         if distributed:
             command.append(f"--coordinator_address=localhost:{free_port()}")

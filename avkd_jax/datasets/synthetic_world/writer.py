@@ -196,12 +196,17 @@ def _scene_results(tasks: list[tuple], workers: int) -> Iterator[Iterable[tuple]
 
 def _write_scenes(tasks: list[tuple], workers: int, progress: bool) -> tuple[dict[str, dict], int]:
     """Writes the missing files of every scene. Returns (test id -> meta, files written)."""
-    from tqdm import tqdm
+    from avkd_jax import terminal
 
     test_meta: dict[str, dict] = {}
     written = 0
     with (
-        tqdm(total=len(tasks), disable=not progress, desc="synthetic world", unit="scene") as bar,
+        terminal.progress_bar(
+            total=len(tasks),
+            disable=not progress,
+            desc="synthetic world",
+            unit="scene",
+        ) as bar,
         _scene_results(tasks, workers) as results,
     ):
         for _, id_, meta, n in results:
