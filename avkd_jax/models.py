@@ -50,8 +50,8 @@ def spatial_max(x):
 
     `jnp.max`'s gradient finds the maximum again by comparing the input with the output for
     equality; when XLA recomputes the input in the backward pass with a different fusion,
-    the comparison can fail and the gradient goes to no position or the wrong one (we saw
-    the audio tower's gradient change by 20% between compilations). The gather sends it to
+    the comparison can fail and the gradient goes to no position or the wrong one (the
+    audio tower's gradient then changes between compilations). The gather sends it to
     the position the forward pass chose, always.
     """
     b, h, w, c = x.shape

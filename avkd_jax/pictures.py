@@ -63,8 +63,7 @@ def save_png(array, path: str) -> str:
 
 def _save_figure(fig: Figure, path: str) -> str:
     """Renders `fig` at `DPI` and writes it as a 256-colour PNG: Floyd–Steinberg dithering
-    over a median-cut palette looks like the RGB render at about a third of its size (a
-    Fig. 3 grid of 4 × 5 pictures: ~100 KB instead of ~300 KB)."""
+    over a median-cut palette looks like the RGB render in a fraction of its bytes."""
     canvas = FigureCanvasAgg(fig)
     fig.set_dpi(DPI)
     canvas.draw()

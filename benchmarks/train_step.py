@@ -12,8 +12,8 @@ JAX runs `train.compile_train_step` (donated state) under `jax.transfer_guard('d
 so a host round-trip inside the loop would fail the run; PyTorch runs
 `teachers/torch_avc.py` eagerly with `torch.set_num_threads(cores)`. The steps are
 interleaved (a round is one PyTorch step, then one step of each JAX dtype) so that the
-machine's drift, which moved either framework's speed by 20–40 % within minutes on the
-shared VM of BENCHMARKS.md, falls on both alike; warm-up rounds are not timed. Reported:
+drift of a shared machine's speed, which moves within minutes, falls on both alike;
+warm-up rounds are not timed. Reported:
 each one's median samples/s and the median, over rounds, of the round's speed ratio.
 FLOPs are XLA's cost analysis of the compiled executables (a multiply-add counts 2), set
 against the matmul peak measured here. `--xla_flags` must be seen before JAX is imported,

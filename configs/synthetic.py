@@ -34,7 +34,7 @@ def get_config():
     # run by the trainer, with the paper's weights α = (1, 1000, 100000).
     c.teachers = ("synthetic",)
     # The paper's ImageNet start, from the world's stand-in for ImageNet
-    # (teachers/synthetic_pretrain.py, trained on first use, about 2.5 minutes); also the
+    # (teachers/synthetic_pretrain.py, trained on first use); also the
     # object model of OG-AVC (object_npz follows init_visual_npz). OG-AVC-DETR takes the
     # synthetic visual teacher's map of the test images.
     c.init_visual_npz = "synthetic"

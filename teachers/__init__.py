@@ -13,10 +13,9 @@ Never imports jax. Modules:
 
 import os
 
-# OpenMP threads that spin while they wait make PyTorch about 10× slower as soon as another
-# process holds one of the cores (synthetic-teacher training step on 2 shared cores: 0.99 s
-# spinning, 0.11 s sleeping); sleeping costs little on an idle machine. It only takes
-# effect when set before torch loads its OpenMP runtime, i.e. in the CLIs.
+# OpenMP threads that spin while they wait stall PyTorch as soon as another process holds
+# one of the cores, and sleeping costs little on an idle machine. It only takes effect when
+# set before torch loads its OpenMP runtime, i.e. in the CLIs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # TensorFlow only reads and writes files here: its start-up banner is noise.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -48,9 +48,9 @@ def peak_object(pred, boxes_xyxy) -> int:
     there; -1 on none.
 
     Nearest-centre rather than "inside the box": the synthetic world's objects are large
-    (median 57 % of the side) and overlap, so the image centre lies in the sounding box
-    89 % of the time and in a distractor's 82 % (world seed 0); an audio-blind centre map
-    would then pass an "inside the distractor's box" audio-swap test.
+    and overlap, so the image centre mostly lies in the sounding box and in a distractor's
+    at once, and an audio-blind centre map would pass an "inside the distractor's box"
+    audio-swap test.
 
     A model's map is passed on its own h×w grid, not as the protocol's 224² upsampling:
     the protocol's corner-aligned resize draws the border cells' values on the image's

@@ -39,7 +39,7 @@ AREA_FRACTION_RANGE = (0.2, 0.45)
 ASPECT_RANGE = (0.75, 4.0 / 3.0)  # width / height, sampled log-uniformly
 MAX_PAIR_IOU = 0.1
 # Joint placement: up to ROUNDS x BATCH candidate layouts (vectorised), then a distractor
-# is dropped. 2 objects almost always fit; 3 of these sizes fit in roughly 40 % of draws.
+# is dropped: 2 objects of these sizes almost always fit, 3 often do not.
 PLACEMENT_BATCH = 2048
 PLACEMENT_ROUNDS = 16
 NUM_ANNOTATORS = 3
