@@ -484,3 +484,50 @@ def test_config_fields_the_docs_name_exist():
                 missing.append(f"{page.relative_to(REPO)}:{line}: config.{m.group(1)}")
     assert checked >= 50, checked
     assert not missing, "\n".join(missing)
+
+
+DOC_REFERENCE = re.compile(r"docs/([\w/]+\.md)(?:, ([A-Z][^);:.,(\n`\"]*))?")
+
+
+def test_references_to_docs_pages_name_pages_and_sections_that_exist():
+    """ "docs/X.md" (and "docs/X.md, Section") in the docs, the code and the tests points at
+    a page that exists and, when a section is named, at one of its headings."""
+    files = [
+        REPO / "README.md",
+        REPO / "Makefile",
+        *PAGES,
+        *(p for d in ("avkd_jax", "teachers", "benchmarks", "configs", "tests", "notebooks")
+          for p in (REPO / d).rglob("*") if p.suffix in {".py", ".ipynb"}),
+    ]  # fmt: skip
+    wrong, checked = [], 0
+    for path in files:
+        if path == pathlib.Path(__file__).resolve():
+            continue  # this file's examples
+        text = path.read_text()
+        for m in DOC_REFERENCE.finditer(text):
+            checked += 1
+            page, where = REPO / "docs" / m.group(1), f"{path.relative_to(REPO)}:"
+            where += str(text[: m.start()].count("\n") + 1)
+            if not page.is_file():
+                wrong.append(f"{where}: no page docs/{m.group(1)}")
+            elif m.group(2):
+                section = m.group(2).strip()
+                headings = [h.lstrip("#").strip() for h in page.read_text().splitlines()]
+                if not any(h.startswith(section) for h in headings if h):
+                    wrong.append(f"{where}: docs/{m.group(1)} has no section {section!r}")
+    assert checked >= 50, checked
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_readme_links_every_docs_page():
+    """The README's Documentation list names every page under docs/ (a new page too)."""
+    readme = (REPO / "README.md").read_text()
+    listed = readme[readme.index("## Documentation") :].split("\n## ")[0]
+    for page in PAGES[1:]:
+        name = page.relative_to(REPO).as_posix()
+        short = (
+            page.relative_to(REPO / "docs" / "protocols").as_posix()
+            if "protocols/" in name
+            else None
+        )
+        assert name in listed or (short and short in listed and "docs/protocols/" in listed), name
