@@ -334,8 +334,16 @@ def check_command(tokens: list[str]) -> list[str]:
         args, passed = args[: args.index("--")], args[args.index("--") + 1 :]
         given = [a.partition("=")[2] for a in args if a.startswith("--config=")]
         config = (given or [defined["default_config"]])[0]
-        main = ["python", "-m", "avkd_jax.main", f"--config={config}", *passed]
+        # The script gives every run its own --workdir.
+        main = ["python", "-m", "avkd_jax.main", f"--config={config}", "--workdir=<run>", *passed]
         problems += [f"after --: {p}" for p in check_command(main)]
+    if entry == REPO / "avkd_jax" / "main.py":
+        # main.py's own rule: only --mode=prepare and --mode=summary run without a workdir.
+        mode = ([a[7:] for a in args if a.startswith("--mode=")] or ["train"])[-1]
+        # A bare `python -m avkd_jax.main` in prose names the program; it is no command.
+        has_workdir = any(a.startswith("--workdir") for a in args)
+        if args and mode not in {"prepare", "summary"} and not has_workdir:
+            problems.append(f"--mode={mode} needs --workdir")
     config_file, overrides = None, []
     for a in args:
         if not a.startswith("--"):
@@ -357,19 +365,20 @@ def check_command(tokens: list[str]) -> list[str]:
         return problems
     if config_file is not None and config_file.is_file():
         config = _config(config_file)
-        checkable = []
+        checkable, missing = [], []
         for a in overrides:
             path, _, value = a[2:].partition("=")
             node = config
             for part in path.split(".")[1:]:
                 if not isinstance(node, ConfigDict) or part not in node:
-                    problems.append(f"{config_file.relative_to(REPO)} has no field {path}")
+                    missing.append(f"{config_file.relative_to(REPO)} has no field {path}")
                     break
                 node = node[part]
             else:
                 if not _is_placeholder(value):
                     checkable.append(a)
-        if checkable and not problems:
+        problems += missing
+        if checkable and not missing:
             try:
                 _parse_overrides(config_file, checkable)
             except Exception as e:  # noqa: BLE001  (any parse error is the finding)
@@ -424,6 +433,7 @@ def test_usage_in_the_code_runs_as_written(where, tokens):
             "after --",
         ),
         ("python benchmarks/ablation.py --seeds=1 -- --config.model.widht=1", "after --"),
+        ("python -m avkd_jax.main --config=configs/synthetic.py --mode=eval", "needs --workdir"),
         ("make nothere", "no target"),
         ("make demo WORKDRI=x", "no variable"),
     ],
@@ -440,7 +450,7 @@ def test_the_checker_passes_good_commands():
         "python -m avkd_jax.main --config=configs/synthetic.py --workdir=<dir> --helpfull",
         "python -m avkd_jax.main --config=... --workdir=... --mode=$MODE",
         "python -m avkd_jax.datasets.report --config=configs/vggs144k.py --nodecode",
-        "python -m avkd_jax.main --config=configs/vggs_heard.py"
+        "python -m avkd_jax.main --config=configs/vggs_heard.py --workdir=runs/x"
         " --config.eval_manual_dirs.vggss_unheard_test=/data/x --config.batch_size=64",
         "python -m avkd_jax.datasets.synthetic_world --root=DIR --num_train=N",
         "make demo WORKDIR=runs/x",
