@@ -1,7 +1,10 @@
 """The commands in README.md and docs/ run as written: every `python -m MODULE`,
 `python PATH.py`, `make TARGET` and `bash PATH` names something that exists, each
 `--flag` is one its program defines, each `--config.a.b=v` a field of the config file it
-is given, and every repository path in it exists.
+is given, and every repository path in it exists. The usage lines of the code's
+docstrings get the same checks; the docs' `config.x` mentions must name fields, their
+"docs/X.md, Section" references pages and headings that exist, and the README's
+Documentation list every page.
 
 Programs are read with `ast`, not imported (no JAX); configs are loaded, as main.py
 loads them (`ml_collections.config_flags`, locked). Placeholders (`...`, `<dir>`, `$VAR`,
