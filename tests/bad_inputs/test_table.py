@@ -7,7 +7,8 @@ import re
 from bad_inputs import troubleshooting
 from bad_inputs.cases import SKIP, all_cases
 
-# docs/troubleshooting.md states this count (the suite prints it too): update both with a case.
+# docs/troubleshooting.md, docs/layout.md and the README state this count (the suite prints
+# it too): update them with a case.
 CASE_COUNT = 108
 
 
@@ -29,6 +30,10 @@ def test_troubleshooting_page_is_the_rendering():
     )
     assert f"**{CASE_COUNT} cases**" in text
     assert f"bad-input suite: {CASE_COUNT} cases" in text
+    # The README and docs/layout.md state the count too.
+    repo = troubleshooting.PAGE.parents[1]
+    assert f"{CASE_COUNT} bad inputs" in (repo / "README.md").read_text()
+    assert f"bad-input suite ({CASE_COUNT} cases)" in (repo / "docs" / "layout.md").read_text()
     # One table row per case, numbered 1…N.
     rows = re.findall(r"^\| (\d+) \|", troubleshooting.generated_part(text), re.M)
     assert rows == [str(n) for n in range(1, CASE_COUNT + 1)]
