@@ -499,7 +499,8 @@ def test_config_fields_the_docs_name_exist():
     assert not missing, "\n".join(missing)
 
 
-DOC_REFERENCE = re.compile(r"docs/([\w/]+\.md)(?:, ([A-Z][^);:.,(\n`\"]*))?")
+# A page, its markdown link target if it is a link's text, and the section named after it.
+DOC_REFERENCE = re.compile(r"docs/([\w/]+\.md)(?:\]\([^)]*\))?(?:, ([A-Z][^);:.,(\n`\"]*))?")
 
 
 def test_references_to_docs_pages_name_pages_and_sections_that_exist():
