@@ -21,7 +21,7 @@ def _data(c: ml_collections.ConfigDict) -> None:
     c.dataset_kwargs = ml_collections.ConfigDict()
     c.data_dir = ml_collections.FieldReference(None, field_type=str)
     c.manual_dir = ml_collections.FieldReference(None, field_type=str)
-    # Real data (README, 'Real data'): the test clips may live apart from the train clips
+    # Real data (docs/data.md, Layouts): the test clips may live apart from the train clips
     # (EZ-VSL's test_data_path); list files named without a folder (dataset_kwargs.
     # train_list / test_list / vggss_json) are looked up in metadata_dir.
     # None: manual_dir, <manual_dir>/metadata and <test root>/Annotations (Flickr XML).

@@ -8,7 +8,7 @@ Training order is a pure function of (seed, epoch): files are read in a fixed or
 shuffle and every augmentation are seeded from (seed, epoch, position), so a run resumed
 from step s reproduces exactly the batches an uninterrupted run would have seen.
 
-Several processes (docs/design.md, Scaling out): the train shards are dealt to `config.input_groups` groups
+Several processes (docs/scaling_out.md, Input groups): the train shards are dealt to `config.input_groups` groups
 (default: one per process), each group a seeded stream of `batch_size / groups` examples
 per step; the global batch is the groups' batches side by side, in group order, and each
 process reads a contiguous block of groups. The global batches therefore depend on

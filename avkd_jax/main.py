@@ -7,7 +7,7 @@ python -m avkd_jax.main --config=configs/flickr10k.py --mode=summary
 python -m avkd_jax.main --config=configs/flickr144k.py --workdir=runs/authors --mode=import \
     --npz=avc.npz    # the authors' checkpoint, converted by `python -m teachers.convert_avc`
 
-Several processes (one per host, docs/design.md, Scaling out): the same command on every host, with
+Several processes (one per host, docs/scaling_out.md): the same command on every host, with
 --coordinator_address=HOST0:PORT --num_processes=N --process_id=I (or the environment
 variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); under `srun` or
 `mpirun` with several tasks JAX finds them itself. After a preemption notice (SIGTERM)

@@ -2,7 +2,7 @@
 
 Training saves a checkpoint at the step it reached and raises `Preempted`;
 `python -m avkd_jax.main` then exits with `PREEMPTED_EXIT_STATUS`, and the same command
-resumes (docs/design.md, Scaling out).
+resumes (docs/scaling_out.md, Preemption and resuming).
 """
 
 import contextlib

@@ -72,7 +72,7 @@ def report(config, prepared: Prepared) -> str:
                 builder, config, config.train_split, prepared.missing_hints
             )
         )
-        lines.append("Run the command(s) above with the teacher's weights (README: Teachers).")
+        lines.append("Run the command(s) above with the teacher's weights (docs/teachers.md).")
     elif teacher_hints.needed_hints(config):
         lines.append(f"Teacher hints of {tuple(config.teachers)}: ready")
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """How `avkd_jax.main`'s process starts JAX: the XLA flags, and how it joins a
-multi-process job (docs/design.md, Scaling out: the arguments of `jax.distributed.initialize` from the
+multi-process job (docs/scaling_out.md: the arguments of `jax.distributed.initialize` from the
 flags and the environment). Nothing here imports JAX."""
 
 import os

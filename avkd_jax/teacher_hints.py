@@ -121,7 +121,7 @@ def make_hints(builder, config, split: str, teachers) -> None:
         raise FileNotFoundError(
             f"Teacher hints for the {split} split are not ready:\n"
             + missing_report(builder, config, split, manual)
-            + "\nRun the command(s) above with the teacher's weights (README: Teachers)."
+            + "\nRun the command(s) above with the teacher's weights (docs/teachers.md)."
         )
     synthetic_assets.make_hints(builder, config, split, list(absent))
 

@@ -253,7 +253,7 @@ def test_trained_maps_peak_on_the_sounding_object(trained_run, tmp_path):
             hits[kw.get("variant", fusion.STUDENT)].append(hit)
     rates = {v: float(np.mean(h)) for v, h in hits.items()}
     print(f"peak on the lone object: {rates}; chance (its area): {np.mean(chance):.2f}")
-    # Measured here: AVC 0.46, OG-AVC 0.70, chance 0.23 (a small run: README, the slow
-    # tier); the bounds leave room for another CPU's round-off to move the training.
+    # Measured here: AVC 0.46, OG-AVC 0.70, chance 0.23 (a small run: docs/layout.md,
+    # Tests, the slow tier); the bounds leave room for another CPU's round-off to move the training.
     assert rates[fusion.STUDENT] >= 1.5 * np.mean(chance)
     assert rates[fusion.OG] >= 2 * np.mean(chance)

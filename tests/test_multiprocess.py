@@ -1,4 +1,4 @@
-"""Several processes (docs/design.md, Scaling out): 2 processes × 2 CPU devices train as 1 process × 4 devices.
+"""Several processes (docs/scaling_out.md): 2 processes × 2 CPU devices train as 1 process × 4 devices.
 
 Both runs go through `python -m avkd_jax.main` on the same 4-shard world with
 `input_groups=2`, so every step's global batch is the same; both use JAX's gloo CPU

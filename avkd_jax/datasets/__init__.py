@@ -54,7 +54,7 @@ def get_builder(config):
             raise ValueError(
                 f"The {name} dataset needs the raw data on disk: set {' and '.join(missing)} "
                 f"(e.g. --config.data_dir=/path/to/tfds --config.manual_dir=/path/to/{name}); "
-                "see the README's 'Real data' section."
+                "see docs/data.md."
             )
         from avkd_jax.datasets import sources
 

@@ -127,7 +127,7 @@ def write_split(
         first = "; ".join(f"{f}: {r}" for _, f, _, r in skipped[:3])
         raise ValueError(
             f"{name}/{split}: none of the {listed} listed clips could be read (e.g. {first}). "
-            "Check the raw layout (README, 'Real data') with python -m avkd_jax.datasets.report."
+            "Check the raw layout (docs/data.md, Layouts) with python -m avkd_jax.datasets.report."
         )
     os.makedirs(data_dir, exist_ok=True)
     files.write_text(ids_path(data_dir, split), "".join(f"{i}\n" for i in kept))

@@ -146,7 +146,7 @@ def resolve_file(name: str, dirs: list[str], field: str) -> str:
     looked = ", ".join(dirs) or "(no folder: set config.metadata_dir or config.manual_dir)"
     raise FileNotFoundError(
         f"{field}={name!r} not found in {looked}. Put the EZ-VSL metadata files there, "
-        "or set config.metadata_dir, or give the list as a path (README, 'Real data')."
+        "or set config.metadata_dir, or give the list as a path (docs/data.md, Lists)."
     )
 
 

@@ -112,7 +112,7 @@ def load_object_model(config, builder) -> tuple[ObjectModel | None, str | None]:
     if not config.get("object_npz"):
         return None, (
             "no object model: set --config.object_npz to torchvision's ImageNet ResNet18 "
-            "converted by `python -m teachers.convert_resnet` (README: object-guided inference)"
+            "converted by `python -m teachers.convert_resnet` (docs/evaluation.md, Object-guided inference)"
         )
     path = pretrained.resolve_npz(config.object_npz, builder, config)
     if not os.path.exists(path):

@@ -5,8 +5,9 @@ A `Case` names the input's kind, what is wrong, the exception type expected (exa
 type, not a subclass) or `SKIP` for a clip the builders skip and report, and a maker. The
 maker writes the bad input under the test's tmp_path and returns the call that reads it
 and the text that must name the offending file or field in the message (or, for a skip,
-in the `skipped-<split>.tsv` row). The README's troubleshooting section lists the same
-cases. Readers are called directly, as the entry points call them: no training.
+in the `skipped-<split>.tsv` row). docs/troubleshooting.md lists the same cases (rendered
+by `troubleshooting.py`). Readers are called directly, as the entry points call them: no
+training.
 """
 
 import dataclasses
@@ -70,7 +71,7 @@ class Case:
       expected: the exception type raised, or SKIP.
       make: ctx → (the call that reads the input, the text that must name the file or
         field: in the message, or in the skipped-<split>.tsv the call returns).
-      advice: what the user sees and does (the README's table).
+      advice: what the user sees and does (docs/troubleshooting.md's table).
     """
 
     id: str

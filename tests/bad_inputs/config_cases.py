@@ -162,7 +162,7 @@ CONFIG_CASES = [
         "a paper config without `data_dir` / `manual_dir`",
         ValueError,
         _paper_config_no_dirs,
-        "Set --config.data_dir and --config.manual_dir (README, Real data).",
+        "Set --config.data_dir and --config.manual_dir (docs/data.md).",
     ),
     Case(
         "config-list-not-found",

@@ -84,8 +84,8 @@ def trained_run_config(data_dir):
     object model), 75 steps with the synthetic teachers' hints at the paper's weights,
     and the object-guided variants on. It exercises the whole path (stand-in, teachers,
     hints, training, every evaluation variant, pictures) and finds lone objects more
-    often than chance (test_localize); it is far from the demo's training (README: the
-    slow tier)."""
+    often than chance (test_localize); it is far from the demo's training (docs/layout.md,
+    Tests: the slow tier)."""
     c = load_config("synthetic")
     c.data_dir = str(data_dir)
     c.dataset_kwargs.num_train = 240
