@@ -218,15 +218,26 @@ def localize(
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "A training workdir (config.json + checkpoints/).")
-flags.DEFINE_string("image", None, "A picture (jpg, png, ...); with --audio.")
-flags.DEFINE_string("audio", None, "A sound (wav, flac; any rate and channels); with --image.")
-flags.DEFINE_string("video", None, "A video: its middle frame and the centre of its sound.")
-flags.DEFINE_string("out", None, "Output prefix for .png and .npy (default: <input>_localized).")
-flags.DEFINE_enum("variant", fusion.STUDENT, list(VARIANTS), "Which map to draw.")
-flags.DEFINE_string("object_npz", None, "OG-AVC's ResNet18 .npz (default: the run's).")
-flags.DEFINE_float("fps", 4.0, "With --video and an --out ending in .mp4: maps per second.")
-flags.DEFINE_integer("batch_size", 16, "With --video and an .mp4 --out: frames per model call.")
+
+
+def define_flags() -> None:
+    """The command line's flags: defined only when this module runs as the program, so
+    that the modules it calls (`localize_video`) may import it without defining them
+    twice."""
+    flags.DEFINE_string("checkpoint", None, "A training workdir (config.json + checkpoints/).")
+    flags.DEFINE_string("image", None, "A picture (jpg, png, ...); with --audio.")
+    flags.DEFINE_string("audio", None, "A sound (wav, flac; any rate and channels); with --image.")
+    flags.DEFINE_string("video", None, "A video: its middle frame and the centre of its sound.")
+    flags.DEFINE_string(
+        "out",
+        None,
+        "Output prefix for .png and .npy (default: <input>_localized); with --video, a name "
+        "ending in .mp4 maps the whole video (docs/video.md).",
+    )
+    flags.DEFINE_enum("variant", fusion.STUDENT, list(VARIANTS), "Which map to draw.")
+    flags.DEFINE_string("object_npz", None, "OG-AVC's ResNet18 .npz (default: the run's).")
+    flags.DEFINE_float("fps", 4.0, "With --video and an --out ending in .mp4: maps per second.")
+    flags.DEFINE_integer("batch_size", 16, "With --video and an .mp4 --out: frames per model call.")
 
 
 def _localize_video():
@@ -269,4 +280,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

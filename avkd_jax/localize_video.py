@@ -466,7 +466,19 @@ def render(
     return {**paths, "maps": len(times), "frames": drawn}
 
 
-def localize_video(checkpoint: str, video_path: str, out_mp4: str, **kw) -> dict:
-    """`render` with the run of the workdir `checkpoint`; the video is checked first."""
+def localize_video(checkpoint: str, video_path, out_mp4, **kw) -> dict:
+    """`render` with the run of the workdir `checkpoint`; its config.json and the video
+    are checked before the model is loaded.
+
+    Raises:
+      as `render`, and RunError: no config.json or no checkpoint in `checkpoint`.
+    """
+    _check_args(
+        kw.get("variant", fusion.STUDENT),
+        kw.get("fps", DEFAULT_FPS),
+        kw.get("batch_size", DEFAULT_BATCH_SIZE),
+        os.fspath(out_mp4),
+    )
+    localize.load_config(checkpoint)
     probe(video_path)
     return render(localize.load_run(checkpoint), video_path, out_mp4, **kw)

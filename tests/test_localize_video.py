@@ -6,10 +6,13 @@ sound passes from one to the other halfway.
 """
 
 import os
+import subprocess
+import sys
 
 import av
 import numpy as np
 import pytest
+from helpers.paths import REPO
 from PIL import Image
 
 from avkd_jax import localize, localize_video, pictures
@@ -347,3 +350,16 @@ def test_trained_maps_follow_the_sound_from_one_object_to_the_other(trained_run,
     # A small run (test_localize): the bounds leave room for another CPU's round-off.
     assert shares["student"] >= np.mean(blind) + 0.05
     assert shares["student"] >= shares["silence"] + 0.15
+
+
+@pytest.mark.slow  # A fresh interpreter (JAX, TensorFlow).
+def test_command_line(random_run, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(12), tone(1.5))
+    cmd = [sys.executable, "-m", "avkd_jax.localize", f"--checkpoint={random_run}"]
+    cmd += [f"--video={clip}", f"--out={tmp_path / 'clip_localized.mp4'}", "--fps=2"]
+    ok = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    stem = tmp_path / "clip_localized"
+    assert f"AVC maps of 3 frames: {stem}.mp4 {stem}.npz {stem}_peak.png" in ok.stdout
+    assert "maps: 12/12 frames" in ok.stderr and "video: 12/12 frames" in ok.stderr
+    np.testing.assert_array_equal(np.load(f"{stem}.npz")["times"], [0.0, 0.5, 1.0])
