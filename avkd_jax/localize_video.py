@@ -102,26 +102,26 @@ def frame_rgb(frame) -> np.ndarray:
     return upright(frame.to_ndarray(format="rgb24"), frame.rotation)
 
 
-def due_after(t: float, fps: float) -> float:
-    """After sampling a frame at `t` seconds, the next multiple of 1/fps to sample at."""
-    return (np.floor(t * fps + TIME_SLACK) + 1) / fps
+class Sampler:
+    """Which frames to map, decided frame by frame: the first at or after each multiple
+    of 1/fps seconds (counted from the first frame), each frame once."""
+
+    def __init__(self, fps: float):
+        self.fps, self.first, self.due = fps, None, 0.0
+
+    def take(self, t: float) -> bool:
+        """Whether the frame at `t` seconds (times increasing) is mapped."""
+        self.first = t if self.first is None else self.first
+        if t - self.first < self.due - TIME_SLACK:
+            return False
+        self.due = (np.floor((t - self.first) * self.fps + TIME_SLACK) + 1) / self.fps
+        return True
 
 
 def sample_indices(times, fps: float) -> list[int]:
-    """The frames to map: the first at or after each multiple of 1/fps (seconds from the
-    first frame), each frame once.
-
-    Args:
-      times: the frames' times `[F]`, seconds, increasing.
-    Returns:
-      indices into `times`, `[T]`.
-    """
-    picked, due = [], 0.0
-    for i, t in enumerate(np.asarray(times, np.float64) - times[0]):
-        if t >= due - TIME_SLACK:
-            picked.append(i)
-            due = due_after(t, fps)
-    return picked
+    """`Sampler`'s frames of frame times `[F]` (seconds, increasing): indices `[T]`."""
+    sampler = Sampler(fps)
+    return [i for i, t in enumerate(times) if sampler.take(float(t))]
 
 
 def audio_window(track: np.ndarray, centre: float, sample_rate: int, samples: int):
@@ -231,14 +231,14 @@ def make_maps(run, path, streams: Streams, fps, batch_size, variant, objects, si
     track = video.load_video_track(path, config.sample_rate)
     samples = int(round(config.sample_rate * config.audio_seconds))
     batcher = _Batcher(run, variant, objects, batch_size, sink)
-    times, picked, first, due, count, size = [], [], None, 0.0, 0, None
+    sampler = Sampler(fps)
+    times, picked, count, size = [], [], 0, None
     with video.open_video(path) as container:
         stream = container.streams.video[0]
         _stream_setup(stream)
         try:
             for t, frame in video.frame_times(container, stream):
-                first = t if first is None else first
-                if t - first >= due - TIME_SLACK:
+                if sampler.take(t):
                     native = frame_rgb(frame)
                     size = size or native.shape[:2]
                     stored = media.image_array(
@@ -247,9 +247,8 @@ def make_maps(run, path, streams: Streams, fps, batch_size, variant, objects, si
                     image = localize.model_image(stored, config.image_size)
                     pcm = audio_window(track, t - streams.audio_start, config.sample_rate, samples)
                     batcher.add(image, pcm)
-                    times.append(t - first)
+                    times.append(t - sampler.first)
                     picked.append(count)
-                    due = due_after(t - first, fps)
                 count += 1
                 bar.update()
         except MediaError:
