@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 from helpers.paths import REPO
+from helpers.torch_reference import random_resnet, write_resnet_npz
 from PIL import Image
 
 from avkd_jax import localize, localize_video, pictures
@@ -195,6 +196,29 @@ def test_render_writes_every_frame_the_maps_and_the_sound(random_run, tmp_path):
         assert np.abs(frames_out[i] - drawn).mean() < 5.0
     with Image.open(out["plot"]) as im:
         assert im.format == "PNG" and im.size[0] >= 300
+
+
+def test_og_variant_maps_are_the_fusion(random_run, tmp_path):
+    npz = write_resnet_npz(random_resnet(0.25), tmp_path / "resnet.npz")
+    frames = moving_frames(6)
+    clip = write_clip(tmp_path / "clip.mp4", frames, tone(1.0))
+    run = localize.load_run(random_run)
+    out = localize_video.render(
+        run, clip, str(tmp_path / "og.mp4"), variant="OG-AVC", object_npz=npz, progress=False
+    )
+    saved = np.load(out["npz"])
+    _, frames_in, _ = decoded(clip)
+    objects = localize.object_model(run, npz)
+    track = video.load_video_track(clip, run.config.sample_rate)
+    samples = round(run.config.sample_rate * run.config.audio_seconds)
+    for k, i in enumerate(saved["frames"]):
+        stored = media.image_array(Image.fromarray(frames_in[i]), 256)
+        image = localize.model_image(stored, run.config.image_size)
+        pcm = localize_video.audio_window(track, saved["times"][k], SR, samples)
+        expected = localize.localization_map(run, image, pcm, "OG-AVC", objects)
+        np.testing.assert_allclose(saved["maps"][k], expected, atol=1e-5)
+    with pytest.raises(localize.RunError, match="needs an object model"):
+        localize_video.render(run, clip, str(tmp_path / "x.mp4"), variant="OG-AVC")
 
 
 def test_rotated_video_comes_out_upright(random_run, tmp_path):
