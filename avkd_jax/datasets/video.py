@@ -182,7 +182,6 @@ def load_video_track(path, sample_rate: int = 22050) -> np.ndarray:
     Raises:
       MediaError: missing/empty/undecodable file, no audio stream, no samples.
     """
-    av = _av()
     path = media.check_file(path)
     with open_video(path) as container:
         if not container.streams.audio:
@@ -194,26 +193,40 @@ def load_video_track(path, sample_rate: int = 22050) -> np.ndarray:
         if stream.duration and stream.time_base and stream.rate:
             length = round(stream.duration * stream.time_base * stream.rate)
         try:
-            frames = list(container.decode(stream))
-            if frames and all(_exact_int16(f, sample_rate) for f in frames):
-                pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
-                chunks = None
-            else:
-                # Planar float64 keeps every input format exact (s16 → v / 32768, as
-                # soundfile reads it), whatever the frames' sample format.
-                to_float = av.AudioResampler(format="dblp")
-                chunks = [c.to_ndarray() for f in frames for c in to_float.resample(f)]
-                chunks += [c.to_ndarray() for c in to_float.resample(None)]
+            x, rate, exact = _decode_mono(container, stream, sample_rate)
         except MediaError:
             raise
         except decode_errors() as e:
             raise MediaError(path, f"cannot decode audio ({e})") from None
-    if chunks is None:
-        return pcm[:length].astype(np.int16)
-    x = np.concatenate(chunks, axis=-1).mean(axis=0)[:length] if chunks else np.zeros([0])
+    x = x[:length]
     if x.shape[0] == 0:
         raise MediaError(path, "audio stream decodes to no samples")
-    return media.float_to_int16(x, frames[0].sample_rate, path, sample_rate)
+    if exact:
+        return x
+    return media.float_to_int16(x, rate, path, sample_rate)
+
+
+def _decode_mono(container, stream, sample_rate: int):
+    """The stream's samples mixed to mono as each frame is decoded (only the mono track is
+    held): (int16 [N] when every frame is 16-bit mono at `sample_rate`, else float64 [N]
+    at the native rate; the native rate; whether int16)."""
+    av = _av()
+    ints, floats, to_float, rate = [], [], None, None
+    for frame in container.decode(stream):
+        rate = rate or frame.sample_rate
+        if to_float is None and _exact_int16(frame, sample_rate):
+            ints.append(frame.to_ndarray().reshape(-1))
+            continue
+        if to_float is None:
+            # Planar float64 keeps every input format exact (s16 → v / 32768, as
+            # soundfile reads it), whatever the frames' sample format.
+            to_float = av.AudioResampler(format="dblp")
+            floats = [i / 32768.0 for i in ints]
+        floats += [c.to_ndarray().mean(axis=0) for c in to_float.resample(frame)]
+    if to_float is None:
+        return (np.concatenate(ints) if ints else np.zeros([0], np.int16)), rate, True
+    floats += [c.to_ndarray().mean(axis=0) for c in to_float.resample(None)]
+    return np.concatenate(floats), rate, False
 
 
 def load_video_audio(path, sample_rate: int = 22050, seconds: float = 3.0) -> np.ndarray:
