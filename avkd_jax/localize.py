@@ -2,6 +2,7 @@
 
     python -m avkd_jax.localize --checkpoint=runs/synthetic_demo --image=x.jpg --audio=y.wav
     python -m avkd_jax.localize --checkpoint=runs/synthetic_demo --video=clip.mp4 --out=clip
+    python -m avkd_jax.localize --checkpoint=runs/synthetic_demo --video=clip.mp4 --out=clip.mp4
 
 writes `PREFIX.png` (the picture at its own size with the map over it) and `PREFIX.npy`
 (the map as the evaluation scores it: 224 × 224 float32, min-max normalised), and prints
@@ -11,7 +12,9 @@ through exactly what evaluation does to a test clip: the picture's shorter side 
 a JPEG as the builders store it, then a bicubic resize to the config's square; the sound
 mixed to mono, resampled, its centre seconds kept (tiled when shorter). A video gives its
 middle frame and the centre of its first audio stream. Any image PIL reads, any audio
-libsndfile reads (wav, flac, any rate and channel count), any video ffmpeg reads.
+libsndfile reads (wav, flac, any rate and channel count), any video ffmpeg reads. An
+`--out` ending in .mp4 maps the whole video instead, `--fps` times a second
+(`localize_video`, docs/video.md).
 """
 
 from __future__ import annotations
@@ -134,29 +137,36 @@ def _jitted(fn, module):
     return jax.jit(functools.partial(fn, module))
 
 
-def localization_map(run: Run, image, pcm, variant: str = fusion.STUDENT, objects=None):
-    """The protocol map of one clip.
+def localization_maps(run: Run, images, pcms, variant: str = fusion.STUDENT, objects=None):
+    """The protocol maps of a batch of clips, and the student's own.
 
     Args:
-      image: uint8 `[S, S, 3]` (`model_image`).
-      pcm: int16 `[N]` (`read_sound`).
+      images: uint8 `[B, S, S, 3]` (`model_image`).
+      pcms: int16 `[B, N]` (`read_sound`).
       variant: 'AVC', or 'OG-AVC' (needs `objects`, an `fusion.ObjectModel`).
     Returns:
-      float32 `[224, 224]`, min-max normalised.
+      (float32 `[B, 224, 224]` min-max normalised, float32 `[B, h, w]`: the student's raw
+      similarity on its own grid, before any upsampling or normalisation).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r}: expected one of {VARIANTS}")
-    image, pcm = np.asarray(image)[None], np.asarray(pcm)[None]
-    avc = protocol.protocol_maps(
-        np.asarray(_jitted(fusion.model_maps, run.model)(run.variables, image, pcm))
-    )
+    raw = np.asarray(_jitted(fusion.model_maps, run.model)(run.variables, images, pcms))
+    raw = raw.astype(np.float32)
+    avc = protocol.protocol_maps(raw)
     if variant == fusion.STUDENT:
-        return avc[0].astype(np.float32)
+        return avc.astype(np.float32), raw
     obj = protocol.protocol_maps(
-        np.asarray(_jitted(fusion.object_maps, objects.trunk)(objects.variables, image))
+        np.asarray(_jitted(fusion.object_maps, objects.trunk)(objects.variables, images))
     )
     fused = fusion.fuse_og(avc, obj, run.config.og_alpha, run.config.og_fusion)
-    return protocol.normalize_map(fused)[0].astype(np.float32)
+    return protocol.normalize_map(fused).astype(np.float32), raw
+
+
+def localization_map(run: Run, image, pcm, variant: str = fusion.STUDENT, objects=None):
+    """The protocol map of one clip (`localization_maps`): image uint8 `[S, S, 3]`, pcm
+    int16 `[N]` → float32 `[224, 224]`, min-max normalised."""
+    image, pcm = np.asarray(image)[None], np.asarray(pcm)[None]
+    return localization_maps(run, image, pcm, variant, objects)[0][0]
 
 
 def localize(
@@ -208,13 +218,39 @@ def localize(
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "A training workdir (config.json + checkpoints/).")
-flags.DEFINE_string("image", None, "A picture (jpg, png, ...); with --audio.")
-flags.DEFINE_string("audio", None, "A sound (wav, flac; any rate and channels); with --image.")
-flags.DEFINE_string("video", None, "A video: its middle frame and the centre of its sound.")
-flags.DEFINE_string("out", None, "Output prefix for .png and .npy (default: <input>_localized).")
-flags.DEFINE_enum("variant", fusion.STUDENT, list(VARIANTS), "Which map to draw.")
-flags.DEFINE_string("object_npz", None, "OG-AVC's ResNet18 .npz (default: the run's).")
+
+
+def define_flags() -> None:
+    """The command line's flags: defined only when this module runs as the program, so
+    that the modules it calls (`localize_video`) may import it without defining them
+    twice."""
+    flags.DEFINE_string("checkpoint", None, "A training workdir (config.json + checkpoints/).")
+    flags.DEFINE_string("image", None, "A picture (jpg, png, ...); with --audio.")
+    flags.DEFINE_string("audio", None, "A sound (wav, flac; any rate and channels); with --image.")
+    flags.DEFINE_string("video", None, "A video: its middle frame and the centre of its sound.")
+    flags.DEFINE_string(
+        "out",
+        None,
+        "Output prefix for .png and .npy (default: <input>_localized); with --video, a name "
+        "ending in .mp4 maps the whole video (docs/video.md).",
+    )
+    flags.DEFINE_enum("variant", fusion.STUDENT, list(VARIANTS), "Which map to draw.")
+    flags.DEFINE_string("object_npz", None, "OG-AVC's ResNet18 .npz (default: the run's).")
+    flags.DEFINE_float("fps", 4.0, "With --video and an --out ending in .mp4: maps per second.")
+    flags.DEFINE_integer("batch_size", 16, "With --video and an .mp4 --out: frames per model call.")
+
+
+def _localize_video():
+    """`--video` with an `--out` ending in .mp4: the maps over the whole video."""
+    from avkd_jax import localize_video  # pylint: disable=g-import-not-at-top
+
+    if FLAGS.image or FLAGS.audio:
+        raise ValueError("give --image and --audio, or --video, not both")
+    kw = dict(fps=FLAGS.fps, batch_size=FLAGS.batch_size, object_npz=FLAGS.object_npz)
+    out = localize_video.localize_video(
+        FLAGS.checkpoint, FLAGS.video, FLAGS.out, variant=FLAGS.variant, **kw
+    )
+    print(f"{FLAGS.variant} maps of {out['maps']} frames: {out['mp4']} {out['npz']} {out['plot']}")
 
 
 def main(argv):
@@ -223,6 +259,8 @@ def main(argv):
     if not FLAGS.checkpoint:
         raise app.UsageError("--checkpoint=WORKDIR is required.")
     try:
+        if FLAGS.video and (FLAGS.out or "").lower().endswith(".mp4"):
+            return _localize_video()
         result = localize(
             FLAGS.checkpoint,
             FLAGS.image,
@@ -242,4 +280,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

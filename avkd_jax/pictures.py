@@ -49,8 +49,13 @@ def overlay(image, heat, opacity: float = OPACITY) -> np.ndarray:
     """
     image = np.asarray(image)
     height, width = image.shape[:2]
-    colours = heat_rgb(resize_map(heat, height, width)).astype(np.float32)
-    out = (1.0 - opacity) * image.astype(np.float32) + opacity * colours
+    return blend(image, heat_rgb(resize_map(heat, height, width)), opacity)
+
+
+def blend(image, colours, opacity: float = OPACITY) -> np.ndarray:
+    """uint8 `[H, W, 3]` picture and colours → (1 − opacity)·image + opacity·colours."""
+    image, colours = np.asarray(image, np.float32), np.asarray(colours, np.float32)
+    out = (1.0 - opacity) * image + opacity * colours
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 

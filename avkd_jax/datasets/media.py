@@ -20,6 +20,7 @@ __all__ = [
     "check_file",
     "crop_or_tile",
     "encode_jpeg",
+    "float_to_int16",
     "float_to_pcm",
     "image_array",
     "load_audio",
@@ -144,6 +145,21 @@ def float_to_pcm(
       MediaError: non-finite samples, or too few samples to resample.
     """
     target = _target_samples(sample_rate, seconds)
+    # Rounding is per sample, so cropping after it gives the same samples as before it.
+    return crop_or_tile(float_to_int16(x, rate, path, sample_rate), target)
+
+
+def float_to_int16(x: np.ndarray, rate: int, path, sample_rate: int = 22050) -> np.ndarray:
+    """Mono float samples at `rate` → all of them as int16 PCM at `sample_rate`: soxr_hq
+    resampling (librosa) when the rates differ, then round(clip(x, -1, 1) * 32767).
+
+    Args:
+      x: float [T] in [-1, 1], T > 0.
+    Returns:
+      np.int16 [M], M = T when the rates agree.
+    Raises:
+      MediaError: non-finite samples, or too few samples to resample.
+    """
     if not np.all(np.isfinite(x)):
         raise MediaError(path, "audio contains NaN or infinite samples")
     if rate != sample_rate:
@@ -152,7 +168,6 @@ def float_to_pcm(
         x = librosa.resample(x, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
         if x.shape[0] == 0:
             raise MediaError(path, f"audio too short to resample from {rate} Hz")
-    x = crop_or_tile(x, target)
     return np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
 
 

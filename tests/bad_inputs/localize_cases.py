@@ -2,10 +2,13 @@
 
 import os
 
+import av
+import numpy as np
 from helpers.configs import tiny_config
 
 from avkd_jax import (
     localize,
+    localize_video,
     train,
 )
 from avkd_jax.errors import MediaError
@@ -54,6 +57,19 @@ def _og_without_objects(ctx):
 def _no_checkpoint(ctx):
     workdir = workdir_with_config(ctx)
     return (lambda: localize.load_run(workdir)), f"No checkpoint in {workdir}/checkpoints"
+
+
+def _video_without_sound(ctx):
+    workdir = workdir_with_config(ctx)
+    path = ctx.path("silent.mp4")
+    with av.open(path, "w") as c:
+        stream = c.add_stream("libx264", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(4):
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros([32, 32, 3], np.uint8))))
+        c.mux(stream.encode())
+    out = ctx.path("out/silent_localized.mp4")
+    return (lambda: localize_video.localize_video(workdir, path, out)), f"{path}: no audio stream"
 
 
 def _eval_without_checkpoint(ctx):
@@ -123,6 +139,14 @@ LOCALIZE_CASES = [
         MediaError,
         lambda ctx: (_localize(ctx, image=None, audio=None, video_path=ctx.path("v.mp4")), "v.mp4"),
         "`error: <path>: file does not exist`.",
+    ),
+    Case(
+        "localize-video-without-sound",
+        "localize",
+        "`--video` (with an `--out` ending in .mp4) has no audio stream",
+        MediaError,
+        _video_without_sound,
+        "`error: <path>: no audio stream: a map over time needs the video's sound`.",
     ),
     Case(
         "localize-image-and-video",

@@ -9,7 +9,7 @@ from bad_inputs.cases import SKIP, all_cases
 
 # docs/troubleshooting.md, docs/layout.md and the README state this count (the suite prints
 # it too): update them with a case.
-CASE_COUNT = 108
+CASE_COUNT = 109
 
 
 def test_the_table_is_large_and_its_ids_unique():
