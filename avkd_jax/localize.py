@@ -24,6 +24,11 @@ import functools
 import os
 import sys
 
+from avkd_jax import terminal
+
+with terminal.holding_native_stderr():
+    import tensorflow  # noqa: F401 -- its C++ notices at import are not ours to show.
+
 import jax
 import ml_collections
 import numpy as np
@@ -258,6 +263,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.checkpoint:
         raise app.UsageError("--checkpoint=WORKDIR is required.")
+    terminal.setup()
+    terminal.attach_log_file(None)
     try:
         if FLAGS.video and (FLAGS.out or "").lower().endswith(".mp4"):
             return _localize_video()

@@ -359,6 +359,8 @@ def define_flags() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    terminal.setup()
+    terminal.attach_log_file(None)
     try:
         result = make_pair_maps(
             FLAGS.checkpoint,

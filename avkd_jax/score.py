@@ -19,7 +19,7 @@ import sys
 
 from absl import app, flags
 
-from avkd_jax import files
+from avkd_jax import files, terminal
 from avkd_jax.eval import maps_file, scoring
 
 FLAGS = flags.FLAGS
@@ -74,6 +74,8 @@ def run(argv_flags=FLAGS) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    terminal.setup()
+    terminal.attach_log_file(None)
     try:
         scores = run()
     except ValueError as e:  # every bad-input error of errors.py is one

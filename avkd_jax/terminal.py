@@ -139,8 +139,6 @@ def attach_log_file(workdir: str | None, process_index: int = 0) -> None:
     """Writes what `setup` held, and from now on every record, to `log_path(workdir,
     process_index)` (appended: a resumed run adds to it); without a workdir, stops holding.
     Processes after the first show only warnings on the terminal (or what --log_level asks)."""
-    import tensorflow_datasets as tfds  # Heavy: only once a run has set up its terminal.
-
     root = logging.getLogger()
     for handler in _our_handlers(root):
         if handler._avkd == "held":
@@ -148,8 +146,9 @@ def attach_log_file(workdir: str | None, process_index: int = 0) -> None:
             held = handler
         elif process_index > 0:  # Our INFO lines too, unless --log_level asks for more.
             handler.setLevel(min(logging.WARNING, handler.filters[0].library_level))
-    # TFDS's build bars leave carriage-return residue where stderr is not a terminal.
-    tfds.display_progress_bar(sys.stderr.isatty() and process_index == 0)
+    tfds = sys.modules.get("tensorflow_datasets")  # Not imported for it: tools without TFDS.
+    if tfds is not None:  # Its build bars leave carriage-return residue off a terminal.
+        tfds.display_progress_bar(sys.stderr.isatty() and process_index == 0)
     if not workdir:
         held.buffer.clear()
         return
