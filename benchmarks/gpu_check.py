@@ -13,6 +13,7 @@ GPU (nothing measured), 4 the install failed (gpu_check.sh).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -114,6 +115,7 @@ def format_table(rows) -> str:
 # --- Parity: JAX from here on. ------------------------------------------------------------
 
 
+@functools.cache
 def _bench(name: str):
     """benchmarks/<name>.py as a module (they import each other by bare name)."""
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
@@ -138,29 +140,43 @@ def parity_config(size: str = "small"):
     return config
 
 
-def loss_and_grads(config, device, seed: int = 0):
-    """(loss, grads) of `train.loss_terms` on `device`, at full float32 matmul precision, for
-    the weights of key `seed` and `random_batch(config, seed)` (both made on the host)."""
+def parity_inputs(config, seed: int = 0):
+    """(model, variables, batch) on the host: the weights of key `seed` and
+    `random_batch(config, seed)`."""
     import jax
     import numpy as np
 
-    from avkd_jax import models, train
+    from avkd_jax import models
 
     model = models.create_model(config)
-    cpu = jax.devices("cpu")[0]
-    with jax.default_device(cpu):
-        variables = jax.jit(lambda r: models.init_variables(model, config, r))(
-            jax.random.key(seed)
-        )
-    variables = jax.tree.map(np.asarray, variables)
-    batch = _bench("train_step").random_batch(config, seed)
-    params, stats, batch = jax.device_put((variables["params"], variables["batch_stats"], batch), device)
+    with jax.default_device(jax.devices("cpu")[0]):
+        init = jax.jit(lambda r: models.init_variables(model, config, r))
+        variables = jax.tree.map(np.asarray, init(jax.random.key(seed)))
+    return model, variables, _bench("train_step").random_batch(config, seed)
 
-    def loss(p):
-        return train.loss_terms(p, stats, batch, model=model, config=config)[0]
 
+def loss_and_grads_fn(model, config):
+    """f(params, batch_stats, batch) → (loss, grads) of `train.loss_terms`, jitted; it runs
+    where its arguments are."""
+    import jax
+
+    from avkd_jax import train
+
+    def loss(params, batch_stats, batch):
+        return train.loss_terms(params, batch_stats, batch, model=model, config=config)[0]
+
+    return jax.jit(jax.value_and_grad(loss))
+
+
+def loss_and_grads(fn, variables, batch, device):
+    """(loss, grads) of `fn` with its inputs on `device`, at full float32 matmul precision
+    (no TF32 in cuBLAS / cuDNN)."""
+    import jax
+    import numpy as np
+
+    args = jax.device_put((variables["params"], variables["batch_stats"], batch), device)
     with jax.default_matmul_precision("highest"):
-        value, grads = jax.jit(jax.value_and_grad(loss))(params)
+        value, grads = fn(*args)
     return float(value), jax.tree.map(np.asarray, grads)
 
 
@@ -201,20 +217,31 @@ def compare(ref_loss, ref_grads, loss, grads, loss_rtol=LOSS_RTOL, grad_rtol=GRA
 
 def parity_rows(config, ref_device, device) -> tuple[list, bool]:
     """The parity check's table rows and whether it passed."""
-    ref_loss, ref_grads = loss_and_grads(config, ref_device)
-    loss, grads = loss_and_grads(config, device)
+    model, variables, batch = parity_inputs(config)
+    fn = loss_and_grads_fn(model, config)
+    ref_loss, ref_grads = loss_and_grads(fn, variables, batch, ref_device)
+    loss, grads = loss_and_grads(fn, variables, batch, device)
     result = compare(ref_loss, ref_grads, loss, grads)
     ok = not result["failures"]
     what = f"{device.platform}:{device.id} vs {ref_device.platform}:{ref_device.id}"
     if "loss_rel" not in result:
         return [(f"parity {what}", result["failures"][0], "FAIL")], False
     rows = [
-        (f"parity {what}: loss", f"{loss:.6g} vs {ref_loss:.6g}, rel {result['loss_rel']:.1e}",
-         "pass" if result["loss_rel"] <= LOSS_RTOL else "FAIL"),
-        ("parity: gradients, global rel L2", f"{result['global_rel']:.1e} (≤ {GRAD_RTOL:g})",
-         "pass" if result["global_rel"] <= GRAD_RTOL else "FAIL"),
-        ("parity: worst gradient leaf", f"{result['worst_leaf']} {result['worst_rel']:.1e}",
-         "pass" if result["worst_rel"] <= GRAD_RTOL else "FAIL"),
+        (
+            f"parity {what}: loss",
+            f"{loss:.6g} vs {ref_loss:.6g}, rel {result['loss_rel']:.1e}",
+            "pass" if result["loss_rel"] <= LOSS_RTOL else "FAIL",
+        ),
+        (
+            "parity: gradients, global rel L2",
+            f"{result['global_rel']:.1e} (≤ {GRAD_RTOL:g})",
+            "pass" if result["global_rel"] <= GRAD_RTOL else "FAIL",
+        ),
+        (
+            "parity: worst gradient leaf",
+            f"{result['worst_leaf']} {result['worst_rel']:.1e}",
+            "pass" if result["worst_rel"] <= GRAD_RTOL else "FAIL",
+        ),
     ]
     for failure in result["failures"][:5]:
         print(f"gpu_check: parity: {failure}", file=sys.stderr)
@@ -231,7 +258,9 @@ def run_tests(python: str, timeout_s: int) -> tuple[str, bool]:
     cmd = [python, "-m", "pytest", "-q", "-m", "not slow", *TEST_FILES]
     cmd += [f"--deselect={t}" for t in TEST_DESELECT]
     try:
-        out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+        out = subprocess.run(
+            cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired:
         return f"timed out after {timeout_s} s", False
     lines = out.stdout.strip().splitlines() or [out.stderr.strip()[-200:]]
@@ -250,9 +279,11 @@ def train_step_rows(steps: int) -> list:
         step, flops, compile_s = bench.jax_step(config, bench.random_batch(config))
         seconds = bench.median_seconds(step, 2, steps)
         rows.append(
-            (f"train step, batch 128, {dtype}",
-             f"{128 / seconds:.0f} ({flops / seconds / 1e12:.0f} TFLOP/s, compile {compile_s:.0f} s)",
-             "samples/s")
+            (
+                f"train step, batch 128, {dtype}",
+                f"{128 / seconds:.0f} ({flops / seconds / 1e12:.0f} TFLOP/s, compile {compile_s:.0f} s)",
+                "samples/s",
+            )
         )
     return rows
 
@@ -310,8 +341,10 @@ def main(argv=None) -> int:
         if "gpu" in args.devices:
             gpu = detect_gpu()
             if args.detect:
-                print(f"gpu_check: NVIDIA driver {gpu['driver']}, CUDA {gpu['cuda'][0]}.{gpu['cuda'][1]}",
-                      file=sys.stderr)
+                print(
+                    f"gpu_check: NVIDIA driver {gpu['driver']}, CUDA {gpu['cuda'][0]}.{gpu['cuda'][1]}",
+                    file=sys.stderr,
+                )
                 return EXIT_OK
         import jax
 
