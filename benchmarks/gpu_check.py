@@ -332,13 +332,13 @@ def main(argv=None) -> int:
     p.add_argument("--tests", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--tests_timeout", type=int, default=240, help="seconds for pytest")
     p.add_argument("--steps", type=int, default=10, help="timed train steps per dtype")
-    p.add_argument("--pipeline_samples", type=int, default=256, help="scenes at 224², 3 s")
+    p.add_argument("--pipeline_samples", type=int, default=128, help="scenes at 224², 3 s")
     args = p.parse_args(argv)
     try:
         if args.cuda_requirement:
             print(cuda_requirement())
             return EXIT_OK
-        if "gpu" in args.devices:
+        if args.detect or "gpu" in args.devices:
             gpu = detect_gpu()
             if args.detect:
                 print(
@@ -346,12 +346,18 @@ def main(argv=None) -> int:
                     file=sys.stderr,
                 )
                 return EXIT_OK
+        # On demand, not 75 % of the GPU up front: the tests' process shares it.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         import jax
 
         try:
-            ref, checked = (device_of(d) for d in args.devices.split(","))
+            ref, checked = [device_of(d) for d in args.devices.split(",")]
         except RuntimeError as e:
             raise NoGpu(f"JAX sees no such device ({str(e).splitlines()[0]})") from None
+        except (IndexError, ValueError):
+            raise ValueError(
+                f"--devices={args.devices!r}: two of this machine's devices, as cpu:0,gpu:0"
+            ) from None
     except NoGpu as e:
         print(f"gpu_check: no NVIDIA GPU found ({e}); nothing measured.", file=sys.stderr)
         return EXIT_NO_GPU
