@@ -281,7 +281,8 @@ def train_step_rows(steps: int) -> list:
         rows.append(
             (
                 f"train step, batch 128, {dtype}",
-                f"{128 / seconds:.0f} ({flops / seconds / 1e12:.0f} TFLOP/s, compile {compile_s:.0f} s)",
+                f"{128 / seconds:.0f} ({flops / seconds / 1e12:.0f} TFLOP/s, "
+                f"compile {compile_s:.0f} s)",
                 "samples/s",
             )
         )
@@ -341,8 +342,9 @@ def main(argv=None) -> int:
         if args.detect or "gpu" in args.devices:
             gpu = detect_gpu()
             if args.detect:
+                major, minor = gpu["cuda"]
                 print(
-                    f"gpu_check: NVIDIA driver {gpu['driver']}, CUDA {gpu['cuda'][0]}.{gpu['cuda'][1]}",
+                    f"gpu_check: NVIDIA driver {gpu['driver']}, CUDA {major}.{minor}",
                     file=sys.stderr,
                 )
                 return EXIT_OK
