@@ -281,7 +281,7 @@ def train_step_rows(steps: int) -> list:
         rows.append(
             (
                 f"train step, batch 128, {dtype}",
-                f"{128 / seconds:.0f} ({flops / seconds / 1e12:.0f} TFLOP/s, "
+                f"{128 / seconds:.0f} ({flops / seconds / 1e12:.1f} TFLOP/s, "
                 f"compile {compile_s:.0f} s)",
                 "samples/s",
             )
