@@ -335,6 +335,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10, help="timed train steps per dtype")
     p.add_argument("--pipeline_samples", type=int, default=128, help="scenes at 224², 3 s")
     args = p.parse_args(argv)
+    if args.pipeline_samples < 32:
+        p.error("--pipeline_samples: at least one batch of 32")
     try:
         if args.cuda_requirement:
             print(cuda_requirement())
