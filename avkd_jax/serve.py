@@ -20,13 +20,14 @@ import asyncio
 import base64
 import dataclasses
 import html
+import importlib
 import io
 import os
 import tempfile
 import threading
 
 try:
-    import multipart  # noqa: F401  (python-multipart: Starlette's form parser)
+    import python_multipart  # noqa: F401  (Starlette's form parser)
     import uvicorn
     from starlette.applications import Starlette
     from starlette.formparsers import MultiPartException
@@ -134,7 +135,7 @@ class Localizer:
         `avkd_jax.localize_video` when it is installed."""
         result = self.picture_map(path, path, True, variant)
         try:
-            from avkd_jax import localize_video  # pylint: disable=g-import-not-at-top
+            localize_video = importlib.import_module("avkd_jax.localize_video")
         except ModuleNotFoundError as e:
             if e.name != "avkd_jax.localize_video":
                 raise
