@@ -279,7 +279,10 @@ fieldset{border:1px solid #ccc;border-radius:6px;margin:0 0 .7em;padding:.5em .9
 label{display:inline-block;min-width:5em}
 button{font-size:1em;padding:.3em 1.2em}
 #error{color:#b00;font-weight:bold;white-space:pre-wrap}
-#result img,#result video{max-width:100%;max-height:24em;border:1px solid #999}
+#result img,#result video{max-height:26em;border:1px solid #999;display:block}
+#figure{position:relative;display:inline-block;margin-right:1em;vertical-align:top}
+#marker{position:absolute;width:14px;height:14px;margin:-9px 0 0 -9px;border:2px solid #fff;
+border-radius:50%;box-shadow:0 0 0 2px #000;pointer-events:none}
 .small{color:#666;font-size:.85em}
 </style></head><body>
 <h1>Where is the sound?</h1>
@@ -325,10 +328,16 @@ form.addEventListener("submit", async (event) => {
   status.textContent = answer.variant + " map, checkpoint step " + answer.step +
     "; peak at x=" + answer.peak.x.toFixed(3) + ", y=" + answer.peak.y.toFixed(3) +
     " of the picture" + (answer.note ? " (" + answer.note + ")" : "");
+  const figure = document.createElement("div");
+  figure.id = "figure";
   const img = document.createElement("img");
   img.id = "overlay"; img.alt = "the map over the picture";
   img.src = "data:image/png;base64," + answer.overlay;
-  result.appendChild(img);
+  const marker = document.createElement("div");
+  marker.id = "marker"; marker.title = "the map's peak";
+  marker.style.left = (100 * answer.peak.x) + "%"; marker.style.top = (100 * answer.peak.y) + "%";
+  figure.append(img, marker);
+  result.appendChild(figure);
   if (answer.mp4) {
     const clip = document.createElement("video");
     clip.id = "clip"; clip.controls = true; clip.src = "data:video/mp4;base64," + answer.mp4;

@@ -237,6 +237,9 @@ def browser_upload(workdir, image, audio, screenshot=None):
         wait_for_server(server, f"http://127.0.0.1:{port}/", timeout=600)
         # A driver path given: selenium-manager is never run (nothing is downloaded).
         driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        # The page's own size: a window's size includes the browser's frame.
+        metrics = {"width": 1000, "height": 700, "deviceScaleFactor": 1, "mobile": False}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         driver.get(f"http://127.0.0.1:{port}/")
         driver.find_element(By.ID, "image").send_keys(str(image))
         driver.find_element(By.ID, "audio").send_keys(str(audio))
