@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -35,6 +36,7 @@ from avkd_jax.eval import diagnostics  # noqa: E402
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOT = REPO / "docs" / "serve_screenshot.png"
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # localhost: no proxy
 
 
 def scene_files(folder, seed=1, index=0, seconds=None):
@@ -180,15 +182,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_server(process, url: str, timeout: float) -> None:
+def wait_for_server(process, log, url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(
-                f"the server exited ({process.returncode}): {process.stderr.read()[-3000:]}"
-            )
+            log.seek(0)
+            raise AssertionError(f"the server exited ({process.returncode}): {log.read()[-3000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as page:
+            with DIRECT.open(url, timeout=5) as page:
                 if page.status == 200:
                     return
         except OSError:
@@ -225,16 +226,15 @@ def browser_upload(workdir, image, audio, screenshot=None):
 
     port = free_port()
     cmd = [sys.executable, "-m", "avkd_jax.serve", f"--checkpoint={workdir}", f"--port={port}"]
-    server = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    log = tempfile.TemporaryFile("w+")  # Not a pipe: a full pipe would stall the server.
+    server = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1000,700"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-proxy-server"):
         options.add_argument(argument)
     driver = None
     try:
-        wait_for_server(server, f"http://127.0.0.1:{port}/", timeout=600)
+        wait_for_server(server, log, f"http://127.0.0.1:{port}/", timeout=600)
         # A driver path given: selenium-manager is never run (nothing is downloaded).
         driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
         # The page's own size: a window's size includes the browser's frame.
@@ -265,6 +265,7 @@ def browser_upload(workdir, image, audio, screenshot=None):
             driver.quit()
         server.terminate()
         server.wait(timeout=60)
+        log.close()
     return heat, peak
 
 
