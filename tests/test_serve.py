@@ -1,9 +1,9 @@
 """`python -m avkd_jax.serve`: the upload page over `localize`.
 
 The fast tests drive the app in-process (Starlette's TestClient) on a random-weight
-student; the slow one starts the server on the trained synthetic run and uploads a scene
+student; the slow one starts the server on the trained synthetic run and uploads scenes
 from headless Chromium (Debian's chromium + chromium-driver), checking that the page's
-map peaks on the sounding object.
+maps peak on the sounding object.
 """
 
 import base64
