@@ -262,9 +262,7 @@ def page(variants, limits: Limits) -> str:
     options = "".join(
         f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in variants
     )
-    limit = (
-        f"up to {_mb(limits.max_bytes)} MB a file, sounds and videos up to {limits.max_seconds:g} s"
-    )
+    limit = f"up to {_mb(limits.max_bytes)} MB an upload, sounds and videos up to {limits.max_seconds:g} s"
     return PAGE.replace("{{options}}", options).replace("{{limit}}", html.escape(limit))
 
 

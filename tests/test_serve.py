@@ -273,14 +273,14 @@ def browser_page(workdir):
 @pytest.mark.slow
 def test_browser_uploads_peak_on_the_sounding_object(trained_run, tmp_path):
     """The page, in headless Chromium, on the trained run: off-centre lone-object scenes'
-    images and sounds in, each variant's map the one localize gives, its peak on the
+    images and sounds in (test_localize's twenty), each variant's map the one localize gives, its peak on the
     object's box far more often than chance (a peak anywhere: the box's share)."""
     run = localize.load_run(trained_run)
     objects = localize.object_model(run)
     hits = {fusion.STUDENT: [], fusion.OG: []}
     chance, shot = [], False
     with browser_page(trained_run) as upload:
-        for index, box in lone_off_centre_scenes(10):
+        for index, box in lone_off_centre_scenes(20):
             scene = synthetic_world.make_scene(123, "test", index, include_swap=False)
             image, audio = tmp_path / f"{index}.jpg", tmp_path / f"{index}.wav"
             Image.fromarray(scene["image"]).save(image, quality=95)
