@@ -1,6 +1,7 @@
 # `make demo`: train and evaluate on the synthetic world. `make test`: the test suite.
 # Both create .venv (Python 3.10+) and install the package, the teacher tool's
-# PyTorch side, the test tools and the oneDNN CPU kernels into it on first use.
+# PyTorch side, the test tools, the oneDNN CPU kernels and the web page's server into it
+# on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[test,teachers,cpu]'
+	$(PY) -m pip install -q -e '.[test,teachers,cpu,serve]'
 	touch $@
 
 demo: install

@@ -62,6 +62,16 @@ setup(
             "nbclient>=0.10,<0.12",
             "nbformat>=5.9",
             "ipykernel>=6.29",
+            # tests/test_serve.py drives Debian's chromium-driver (no driver download).
+            "selenium>=4.20,<5",
+            # Starlette's TestClient (tests/test_serve.py).
+            "httpx>=0.27",
+        ],
+        # python -m avkd_jax.serve: the local upload page.
+        "serve": [
+            "starlette>=0.40",
+            "uvicorn>=0.30",
+            "python-multipart>=0.0.18",
         ],
     },
 )
