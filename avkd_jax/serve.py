@@ -10,8 +10,8 @@ through `localize`'s own readers and map (the same pixels and samples evaluation
 one at a time, off the event loop. `POST /localize` (multipart: `image` + `audio`, or
 `video`; `variant`) answers JSON: the overlay PNG (base64), the 224 × 224 map (base64
 float32) and its peak; a bad upload gets HTTP 400 (413 when too large) and `{"error"}`,
-which the page shows. A video gives the clip rendered over time when
-`avkd_jax.localize_video` is installed, else its middle frame's map.
+which the page shows. A video gives its middle frame's map and the clip rendered over time
+(`localize_video`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import asyncio
 import base64
 import dataclasses
 import html
-import importlib
 import io
 import os
 import tempfile
@@ -44,11 +43,10 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
-from avkd_jax import localize, pictures
+from avkd_jax import localize, localize_video, pictures
 from avkd_jax.errors import MediaError, RunError
 from avkd_jax.eval import diagnostics, fusion
 
-NO_VIDEO_MODULE = "video over time needs avkd_jax.localize_video"
 FIELDS = ("image", "audio", "video")
 
 
@@ -131,16 +129,8 @@ class Localizer:
         }
 
     def video(self, path: str, variant: str) -> dict:
-        """The middle frame's map, and the clip rendered over time by
-        `avkd_jax.localize_video` when it is installed."""
+        """The middle frame's map, and the clip rendered over time (`localize_video`)."""
         result = self.picture_map(path, path, True, variant)
-        try:
-            localize_video = importlib.import_module("avkd_jax.localize_video")
-        except ModuleNotFoundError as e:
-            if e.name != "avkd_jax.localize_video":
-                raise
-            result["note"] = f"{NO_VIDEO_MODULE}: the middle frame's map is shown"
-            return result
         with tempfile.TemporaryDirectory() as folder:
             out = os.path.join(folder, "clip.mp4")
             with self.lock:
