@@ -58,17 +58,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def tfrecords(paths):
-    """`tf.data.TFRecordDataset` of `paths` with TensorFlow's default read buffer stated, as
-    TensorFlow logs a notice for every dataset whose buffer size is left unspecified."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    return tf.data.TFRecordDataset(paths, buffer_size=256 << 10)
-
-
 def count_records(path: str) -> int:
     """The records in one TFRecord file. TensorFlow's error on a truncated or corrupt file
     does not name it: callers catch `tf.errors.OpError` and raise their own, naming it."""
     import numpy as np  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    return int(tfrecords(path).reduce(np.int64(0), lambda n, _: n + 1))
+    return int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))

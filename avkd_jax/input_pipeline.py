@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from avkd_jax.datasets import hint_shards
 from avkd_jax.errors import ShardError
-from avkd_jax.files import count_records, tfrecords
+from avkd_jax.files import count_records
 
 # tf.data must not grab a GPU that JAX wants; on CPU this is a no-op.
 tf.config.set_visible_devices([], "GPU")
@@ -186,12 +186,13 @@ def records_with_hints(files: list[str], hint_sources) -> tf.data.Dataset:
       as they are read: a mismatch stops with an error naming both shards and the ids.
     """
     if not hint_sources:
-        return tfrecords(files).map(_without_hints)
+        return tf.data.TFRecordDataset(files).map(_without_hints)
     per_file = []
     for data_file in files:
         hint_files = [source.file_for(data_file) for source in hint_sources]
-        parts = [tfrecords(data_file)] + [
-            tfrecords(h).map(_hint_parser(source, h)) for h, source in zip(hint_files, hint_sources)
+        parts = [tf.data.TFRecordDataset(data_file)] + [
+            tf.data.TFRecordDataset(h).map(_hint_parser(source, h))
+            for h, source in zip(hint_files, hint_sources)
         ]
         per_file.append(
             tf.data.Dataset.zip(tuple(parts)).map(_merge_checked(data_file, hint_files))

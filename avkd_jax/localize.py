@@ -26,8 +26,7 @@ import sys
 
 from avkd_jax import terminal
 
-with terminal.holding_native_stderr():
-    import tensorflow  # noqa: F401 -- its C++ notices at import are not ours to show.
+terminal.import_tensorflow_quietly()  # Before anything else imports it.
 
 import jax
 import ml_collections

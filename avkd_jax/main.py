@@ -19,8 +19,7 @@ import sys
 
 from avkd_jax import terminal
 
-with terminal.holding_native_stderr():
-    import tensorflow  # noqa: F401 -- its C++ notices at import go to the log file.
+terminal.import_tensorflow_quietly()  # Before anything else imports it.
 
 import jax
 from absl import app, flags, logging

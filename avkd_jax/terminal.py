@@ -108,7 +108,31 @@ def holding_native_stderr():
         if failed:
             sys.stderr.write(text)
         elif text:
-            _HELD_NATIVE.append(text)
+            _keep_native(text)
+
+
+def _keep_native(text: str) -> None:
+    """Native output held by `holding_native_stderr`, into the log file once attached."""
+    files = [h for h in _our_handlers(logging.getLogger()) if h._avkd == "file"]
+    if not files:
+        _HELD_NATIVE.append(text)
+    for handler in files:
+        handler.stream.write(text)
+        handler.flush()
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and reads one TFRecord with native stderr held: its C++ notices at
+    import and the one it logs at a process's first TFRecord read go to the log file."""
+    with holding_native_stderr():
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "one.tfrecord")
+            with tf.io.TFRecordWriter(path) as writer:
+                writer.write(b"")
+            for _ in tf.data.TFRecordDataset(path):
+                pass
 
 
 def _our_handlers(root: logging.Logger) -> list:

@@ -14,7 +14,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from avkd_jax import files
 from avkd_jax.errors import DatasetError
 
 # The teachers run on PyTorch; TensorFlow only reads files and must leave the GPU alone.
@@ -103,7 +102,7 @@ def shard_batches(builder, shard: str, batch_size: int, keys=("image", "audio"))
         return {k: ex[k] for k in ("id", *keys)}
 
     names = ("id", *keys)
-    ds = files.tfrecords(shard).map(decode)
+    ds = tf.data.TFRecordDataset(shard).map(decode)
     batch = {k: [] for k in names}
     for ex in ds.as_numpy_iterator():
         for k, values in batch.items():

@@ -195,7 +195,7 @@ def data_ids(data_shard: str) -> list[str]:
     """The `id` of every record of a TFDS data shard, in order."""
     features = {"id": tf.io.FixedLenFeature([], tf.string)}
     ids = []
-    for record in files.tfrecords(data_shard):
+    for record in tf.data.TFRecordDataset(data_shard):
         ids.append(tf.io.parse_single_example(record, features)["id"].numpy().decode())
     return ids
 
@@ -231,7 +231,7 @@ def verify_shard(data_shard: str, hint_shard: str, spec: HintSpec, nan_ok=(VISUA
     ids = data_ids(data_shard)
     count_records(hint_shard)  # Truncation first: a clear message before any id mismatch.
     count = 0
-    for n, record in enumerate(files.tfrecords(hint_shard).as_numpy_iterator()):
+    for n, record in enumerate(tf.data.TFRecordDataset(hint_shard).as_numpy_iterator()):
         try:
             hint_id, hints = decode_example(record, spec)
         except (KeyError, IndexError, ValueError) as e:

@@ -13,7 +13,6 @@ import tensorflow as tf
 from absl import logging
 
 from avkd_jax.datasets import av_builder
-from avkd_jax.files import tfrecords
 
 
 def list_overlap(train_ids, test_ids) -> list[str]:
@@ -30,7 +29,7 @@ def split_ids(builder, split: str) -> list[str]:
             return f.read().split()
     files = [os.path.join(builder.data_dir, f) for f in builder.info.splits[split].filenames]
     spec = {"id": tf.io.FixedLenFeature([], tf.string)}
-    ds = tfrecords(files).map(lambda r: tf.io.parse_single_example(r, spec)["id"])
+    ds = tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec)["id"])
     return [i.decode() for i in ds.as_numpy_iterator()]
 
 
