@@ -337,6 +337,8 @@ form.addEventListener("submit", async (event) => {
 """
 
 FLAGS = flags.FLAGS
+flags.DEFINE_string("checkpoint", None, "A training workdir (config.json + checkpoints/).")
+flags.DEFINE_string("object_npz", None, "OG-AVC's ResNet18 .npz (default: the run's).")
 flags.DEFINE_string("host", "127.0.0.1", "Address to bind (the default serves this machine only).")
 flags.DEFINE_integer("port", 8808, "Port to listen on.")
 flags.DEFINE_float("max_upload_mb", 50.0, "Largest upload accepted, in MB.")
