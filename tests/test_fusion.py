@@ -247,7 +247,7 @@ def test_evaluation_scores_the_fusions_and_notes_what_it_skips(tiny, tmp_path):
     authors = expected.pop("authors")
     for name, values in expected.items():
         # Batches of 5 against single samples: oneDNN's convolutions split the work by
-        # batch size, so the maps differ in float32 round-off (cIoU by ~3e-6 here).
+        # batch size, so the maps differ in float32 round-off, far below atol.
         np.testing.assert_allclose(e.cious[name], values, atol=1e-4, err_msg=name)
         assert e.results[name]["ciou"] == protocol.summarize(values)["ciou"]
 

@@ -36,8 +36,8 @@ def _since_last(t: np.ndarray, onsets: np.ndarray) -> np.ndarray:
 
 
 def _fast_len(n: int) -> int:
-    # Scene lengths are arbitrary (often with large prime factors, where an FFT is ~10x
-    # slower); filtering is done on a 5-smooth length and cut back.
+    # Scene lengths are arbitrary (often with large prime factors, where an FFT is
+    # slow); filtering is done on a 5-smooth length and cut back.
     return scipy.fft.next_fast_len(int(n), real=True)
 
 
